@@ -1,0 +1,152 @@
+import type { SessionSettings } from '../device';
+import type { TensorType } from '../../tensor';
+
+/**
+ * Messages between a CpuDevice and its worker threads.
+ *
+ * Tasks handed over in one tick travel in one message: their inputs packed into one pooled
+ * "arena" ArrayBuffer and their pre-bound outputs into another, both transferred (moved, not
+ * copied); pooled tensors the caller filled directly travel as buffers of their own. Task and
+ * result descriptors are numbers in one Float64Array plus a small string table, because
+ * structured-cloning an object per task cost more than the inference of a small model
+ * (measured: ~10 us per task for the postMessage alone with object descriptors).
+ */
+export type ToWorker =
+  | { op: 'load'; key: string; model: Uint8Array | string; session: SessionSettings; threads: number; affinity?: string }
+  | { op: 'unload'; key: string }
+  | { op: 'run'; id: number; buffers: ArrayBuffer[]; strings: string[]; tasks: Float64Array };
+
+export type FromWorker =
+  | { op: 'loaded'; key: string; inputNames: string[]; outputNames: string[]; executionProvider: string; fallbackReason?: string }
+  | { op: 'loadFailed'; key: string; message: string }
+  /** `returning` leading buffers are the run message's own, coming back (only on its last results). */
+  | { op: 'results'; runId: number; returning: number; buffers: ArrayBuffer[]; strings: string[]; results: Float64Array };
+
+/** A tensor inside one of the message's buffers. */
+export interface TensorRef {
+  name: string;
+  type: TensorType;
+  dims: number[];
+  buffer: number;
+  byteOffset: number;
+  length: number;
+}
+
+export interface WorkerTask {
+  seq: number;
+  key: string;
+  /** Wall-clock ms (timeOrigin + now) at hand-over, to measure time spent waiting in the worker. */
+  sentAt: number;
+  inputs: TensorRef[];
+  outputs?: TensorRef[];
+}
+
+export type WorkerResult =
+  | { seq: number; ok: true; inferMs: number; waitMs: number; outputs: TensorRef[] }
+  | { seq: number; ok: false; inferMs: number; waitMs: number; message: string };
+
+/** Appends numbers to a growing Float64Array and interns strings. */
+export class Encoder {
+  private data = new Float64Array(256);
+  private length = 0;
+  readonly strings: string[] = [];
+  private readonly index = new Map<string, number>();
+
+  num(v: number): void {
+    if (this.length === this.data.length) {
+      const bigger = new Float64Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.length++] = v;
+  }
+
+  str(s: string): void {
+    let i = this.index.get(s);
+    if (i === undefined) {
+      i = this.strings.push(s) - 1;
+      this.index.set(s, i);
+    }
+    this.num(i);
+  }
+
+  tensors(refs: TensorRef[] | undefined): void {
+    if (!refs) return this.num(-1);
+    this.num(refs.length);
+    for (const r of refs) {
+      this.str(r.name);
+      this.str(r.type);
+      this.num(r.dims.length);
+      for (const d of r.dims) this.num(d);
+      this.num(r.buffer);
+      this.num(r.byteOffset);
+      this.num(r.length);
+    }
+  }
+
+  finish(): Float64Array {
+    return this.data.slice(0, this.length);
+  }
+}
+
+export class Decoder {
+  private pos = 0;
+  constructor(private readonly data: Float64Array, private readonly strings: string[]) {}
+
+  get done(): boolean {
+    return this.pos >= this.data.length;
+  }
+
+  num(): number {
+    return this.data[this.pos++];
+  }
+
+  str(): string {
+    return this.strings[this.data[this.pos++]];
+  }
+
+  tensors(): TensorRef[] | undefined {
+    const n = this.num();
+    if (n < 0) return undefined;
+    const refs: TensorRef[] = [];
+    for (let i = 0; i < n; i++) {
+      const name = this.str();
+      const type = this.str() as TensorType;
+      const rank = this.num();
+      const dims: number[] = [];
+      for (let d = 0; d < rank; d++) dims.push(this.num());
+      refs.push({ name, type, dims, buffer: this.num(), byteOffset: this.num(), length: this.num() });
+    }
+    return refs;
+  }
+}
+
+export function encodeTask(e: Encoder, t: WorkerTask): void {
+  e.num(t.seq);
+  e.str(t.key);
+  e.num(t.sentAt);
+  e.tensors(t.inputs);
+  e.tensors(t.outputs);
+}
+
+export function decodeTask(d: Decoder): WorkerTask {
+  return { seq: d.num(), key: d.str(), sentAt: d.num(), inputs: d.tensors() ?? [], outputs: d.tensors() };
+}
+
+export function encodeResult(e: Encoder, r: WorkerResult): void {
+  e.num(r.seq);
+  e.num(r.ok ? 1 : 0);
+  e.num(r.inferMs);
+  e.num(r.waitMs);
+  if (r.ok) e.tensors(r.outputs);
+  else e.str(r.message);
+}
+
+export function decodeResult(d: Decoder): WorkerResult {
+  const seq = d.num();
+  const ok = d.num() === 1;
+  const inferMs = d.num();
+  const waitMs = d.num();
+  if (ok) return { seq, ok, inferMs, waitMs, outputs: d.tensors() ?? [] };
+  return { seq, ok, inferMs, waitMs, message: d.str() };
+}

@@ -1,0 +1,88 @@
+import type { TensorData, TensorType } from '../tensor';
+import type { MemoryPoolStats } from '../memory/memory-pool';
+
+export type DeviceKind = 'cpu' | 'sim-ncs2' | 'ncs2';
+export type Precision = 'fp32' | 'fp16' | 'int8';
+
+export interface DeviceInfo {
+  name: string;
+  description: string;
+  /** True for simulated devices: every statistic derived from them says so. */
+  simulated: boolean;
+  [detail: string]: unknown;
+}
+
+export interface SessionSettings {
+  /** Execution providers to try in order; 'cpu' is always the fallback. */
+  executionProviders?: string[];
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+}
+
+export interface LoadRequest {
+  key: string;
+  model: Uint8Array | string;
+  session: SessionSettings;
+}
+
+export interface DeviceGraph {
+  key: string;
+  inputNames: string[];
+  outputNames: string[];
+  /** Execution provider that actually runs the graph (after any fallback). */
+  executionProvider: string;
+  /** Why a requested execution provider was not used, when it was not. */
+  fallbackReason?: string;
+}
+
+export interface NamedTensor extends TensorData {
+  name: string;
+}
+
+export interface OutputSpec {
+  name: string;
+  type: TensorType;
+  dims: number[];
+}
+
+export interface RunRequest {
+  graphKey: string;
+  inputs: NamedTensor[];
+  /** Output shapes when known before the run, so the device can bind pooled memory for them. */
+  outputs?: OutputSpec[];
+}
+
+export interface RunResult {
+  outputs: Record<string, TensorData>;
+  /** Time the runtime spent on this request on the device, in milliseconds. */
+  inferMs: number;
+  /** Time the request waited on the device before it started, in milliseconds. */
+  deviceQueueMs: number;
+}
+
+export interface DeviceTelemetry {
+  temperatureC?: number;
+  throttleLevel?: number;
+  simulated: boolean;
+}
+
+/**
+ * A device runs compiled graphs with up to `maxInFlight` requests at once. The scheduler owns
+ * queueing; a device only executes what it is given and reports how long it took.
+ */
+export interface Device {
+  readonly id: string;
+  readonly kind: DeviceKind;
+  readonly info: DeviceInfo;
+  readonly maxInFlight: number;
+  /** Requests the device works on at the same time (a CPU device's workers, a stick's executors). */
+  readonly parallelism: number;
+  load(request: LoadRequest): Promise<DeviceGraph>;
+  unload(key: string): Promise<void>;
+  run(request: RunRequest): Promise<RunResult>;
+  telemetry(): DeviceTelemetry;
+  /** Measured (or, for a stick, published) peak ops/s for a precision; undefined when not measured. */
+  peakOpsPerSec(precision: Precision): number | undefined;
+  /** The device's pooled host memory, when it has one. */
+  memoryStats?(): MemoryPoolStats;
+  close(): Promise<void>;
+}

@@ -1,0 +1,766 @@
+import { promises as fs } from 'fs';
+import { createHash } from 'crypto';
+import { EventEmitter } from 'events';
+import type { Device, DeviceGraph, NamedTensor, OutputSpec, Precision, SessionSettings } from '../devices/device';
+import { MemoryPool, markPooled, type MemoryPoolStats } from '../memory/memory-pool';
+import { LruCache } from '../graph/lru-cache';
+import { readModelInfo, hashModel, ModelFormatError, type ModelInfo } from '../graph/model-info';
+import type { OpCount } from '../graph/op-count';
+import { countModelOpsOffThread } from '../graph/op-count-worker-client';
+import { DeadlineExceededError, DeviceError, EngineClosedError, EngineError, InputError, ModelLoadError, QueueFullError } from '../errors';
+import { elementCount, bytesPerElement, viewOf, type Feeds, type TensorData } from '../tensor';
+import { validateFeeds } from './validate';
+import { DeviceStats, type DeviceStatsSnapshot } from '../telemetry/device-stats';
+import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../telemetry/stats';
+
+export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
+
+export interface EngineOptions {
+  devices?: Device[];
+  /** Tasks waiting per graph before the queue policy applies. */
+  queueCapacity?: number;
+  queuePolicy?: QueuePolicy;
+  /** Compiled graphs (model x device x session options) kept loaded, least recently used first out. */
+  maxCachedGraphs?: number;
+  poolSizeMb?: number;
+  /** What the user aims for; by default the devices' measured peak. */
+  targetTops?: number;
+  /** Failed runs are retried this many times on another device. */
+  maxRetries?: number;
+  /** How long a graph nobody uses stays loaded, so a redeploy finds it (ms). */
+  idleGraphMs?: number;
+}
+
+export interface GraphOptions {
+  session?: SessionSettings;
+  queueCapacity?: number;
+  queuePolicy?: QueuePolicy;
+  /** A readable name for statistics (default: the file name or the hash). */
+  name?: string;
+  /** Run only on these devices (default: every registered device, including ones added later). */
+  devices?: string[];
+}
+
+export interface SubmitOptions {
+  /** Give up if the task has not completed this many milliseconds after submission. */
+  deadlineMs?: number;
+  /** Run only on this device. */
+  deviceId?: string;
+}
+
+export interface TaskTimings {
+  /** Waiting in the engine's queue until a device took the task. */
+  queueMs: number;
+  /** Waiting inside the device (behind other requests in flight). */
+  deviceQueueMs: number;
+  /** The runtime's own time for this task. */
+  inferMs: number;
+  /** Submission to result. */
+  totalMs: number;
+}
+
+export interface TaskResult {
+  id: number;
+  graphId: string;
+  deviceId: string;
+  outputs: Record<string, TensorData>;
+  timings: TaskTimings;
+  batchSize: number;
+  retries: number;
+}
+
+export interface GraphStats {
+  graphId: string;
+  name: string;
+  precision: Precision;
+  opsPerInference: number;
+  opsCountComplete: boolean;
+  queueDepth: number;
+  queueCapacity: number;
+  queuePolicy: QueuePolicy;
+  submitted: number;
+  completed: number;
+  failed: number;
+  dropped: number;
+  rejected: number;
+  expired: number;
+  retried: number;
+  latencyMs: LatencySummary;
+}
+
+export interface EngineStats {
+  deviceCount: number;
+  /** Completed inference tasks per second over the sliding window (the original API's "ops"). */
+  totalThroughputOpsPerSec: number;
+  /** Samples per second (a batched task counts its batch size). */
+  totalInferencesPerSec: number;
+  /** Arithmetic: completed samples x ops counted from each graph, in 10^12 per second. */
+  totalTops: number;
+  topsPerDevice: Record<string, number>;
+  /** Configured target, or the sum of measured device peaks (null when none is measured). */
+  targetTops: number | null;
+  /** totalTops / targetTops (null without a target). */
+  performanceRatio: number | null;
+  simulated: boolean;
+  devices: Record<string, DeviceStatsSnapshot>;
+  graphs: Record<string, GraphStats>;
+  eventLoopDelayMs: { p50: number; p99: number; maxMs: number; meanMs: number };
+  memory: MemoryPoolStats;
+  graphCache: { size: number; capacity: number; hits: number; misses: number; evictions: number; hitRate: number };
+}
+
+interface Task {
+  id: number;
+  graph: GraphEntry;
+  feeds: Feeds;
+  batchSize: number;
+  submittedAt: number;
+  dispatchedAt: number;
+  deadline?: number;
+  deadlineTimer?: NodeJS.Timeout;
+  deviceId?: string;
+  tried: Set<string>;
+  retries: number;
+  settled: boolean;
+  resolve(result: TaskResult): void;
+  reject(error: Error): void;
+}
+
+interface GraphEntry {
+  id: string;
+  name: string;
+  hash: string;
+  model: Uint8Array;
+  info: ModelInfo;
+  ops: OpCount;
+  session: SessionSettings;
+  sessionKey: string;
+  queue: Task[];
+  queueCapacity: number;
+  queuePolicy: QueuePolicy;
+  refs: number;
+  inFlight: number;
+  loaded: Map<string, DeviceGraph>;
+  loading: Map<string, Promise<DeviceGraph | undefined>>;
+  loadErrors: Map<string, string>;
+  counts: { submitted: number; completed: number; failed: number; dropped: number; rejected: number; expired: number; retried: number };
+  latency: LatencyHistogram;
+  /** Samples per device for the one-output-buffer-per-output pre-binding (batch dim symbol). */
+  batchSymbol?: string;
+  drained?: () => void;
+  idleTimer?: NodeJS.Timeout;
+  placement?: string[];
+}
+
+export interface GraphHandle {
+  readonly id: string;
+  readonly name: string;
+  readonly info: ModelInfo;
+  readonly ops: OpCount;
+}
+
+const SERVICE_EWMA = 0.2;
+const IN_FLIGHT_COVER_MS = 2;
+
+function now(): number {
+  return performance.now();
+}
+
+/**
+ * The engine: graphs, per-graph bounded queues, and a scheduler that hands each task to the
+ * device expected to finish it first. One per process (see getEngine); config nodes and scripts
+ * share it by reference.
+ */
+export class InferenceEngine extends EventEmitter {
+  private readonly devices = new Map<string, Device>();
+  private readonly stats = new Map<string, DeviceStats>();
+  private readonly busy = new Map<string, number>();
+  private readonly serviceMs = new Map<string, number>();
+  private readonly graphs = new Map<string, GraphEntry>();
+  private readonly loadingGraphs = new Map<string, Promise<GraphEntry>>();
+  private readonly cache: LruCache<string, { graph: GraphEntry; deviceId: string }>;
+  readonly pool: MemoryPool;
+  private readonly eventLoop = new EventLoopMonitor();
+  private nextTaskId = 1;
+  private roundRobin = 0;
+  private closed = false;
+  private pumping = false;
+
+  constructor(private readonly options: EngineOptions = {}) {
+    super();
+    this.pool = new MemoryPool({ deviceId: 'host', poolSizeMb: options.poolSizeMb ?? 512 });
+    this.cache = new LruCache(options.maxCachedGraphs ?? 10, (_key, { graph, deviceId }) => this.evict(graph, deviceId));
+    for (const d of options.devices ?? []) this.addDevice(d);
+    this.eventLoop.start();
+  }
+
+  // ---------------------------------------------------------------- devices
+
+  addDevice(device: Device): void {
+    if (this.devices.has(device.id)) throw new EngineError(`a device with id '${device.id}' is already registered`, 'DEVICE_EXISTS');
+    this.devices.set(device.id, device);
+    this.stats.set(device.id, new DeviceStats(device));
+    this.busy.set(device.id, 0);
+    // Graphs already in use load onto the new device in the background.
+    for (const g of this.graphs.values()) if (g.refs > 0 && this.placed(g, device)) void this.ensureLoaded(g, device);
+    this.emit('devices');
+  }
+
+  /**
+   * Hot-unplug: the device takes no new work; tasks it was running fail there and are retried on
+   * the remaining devices by the normal retry path.
+   */
+  async removeDevice(id: string): Promise<void> {
+    const device = this.devices.get(id);
+    if (!device) return;
+    this.devices.delete(id);
+    for (const g of this.graphs.values()) {
+      g.loaded.delete(id);
+      g.loading.delete(id);
+      this.cache.delete(this.cacheKey(g, id));
+    }
+    await device.close();
+    this.stats.get(id)?.markRemoved();
+    this.emit('devices');
+    this.pump();
+  }
+
+  listDevices(): Device[] {
+    return [...this.devices.values()];
+  }
+
+  getDevice(id: string): Device | undefined {
+    return this.devices.get(id);
+  }
+
+  // ---------------------------------------------------------------- graphs
+
+  private cacheKey(g: GraphEntry, deviceId: string): string {
+    return `${g.hash}|${deviceId}|${g.sessionKey}`;
+  }
+
+  /**
+   * Loads a model (path or bytes) on every device. Loading the same content with the same options
+   * again returns the same graph (a cache hit) and adds a reference; release() drops it.
+   */
+  async loadGraph(model: string | Uint8Array, options: GraphOptions = {}): Promise<GraphHandle> {
+    if (this.closed) throw new EngineClosedError();
+    const bytes = typeof model === 'string' ? await readModelFile(model) : model;
+    const session = options.session ?? {};
+    const sessionKey = JSON.stringify({ ep: session.executionProviders ?? ['cpu'], opt: session.graphOptimizationLevel ?? 'all' });
+    const hash = hashModel(bytes);
+    const id = createHash('sha256').update(hash).update(sessionKey).digest('hex').slice(0, 16);
+    const existing = this.graphs.get(id) ?? (await this.loadingGraphs.get(id));
+    if (existing && this.graphs.has(id)) {
+      existing.refs++;
+      clearTimeout(existing.idleTimer);
+      for (const deviceId of this.devices.keys()) this.cache.get(this.cacheKey(existing, deviceId));
+      if (options.queueCapacity) existing.queueCapacity = options.queueCapacity;
+      if (options.queuePolicy) existing.queuePolicy = options.queuePolicy;
+      return this.handle(existing);
+    }
+    const loading = this.createGraph(id, hash, bytes, model, session, sessionKey, options);
+    this.loadingGraphs.set(id, loading);
+    try {
+      const graph = await loading;
+      return this.handle(graph);
+    } finally {
+      this.loadingGraphs.delete(id);
+    }
+  }
+
+  private async createGraph(id: string, hash: string, bytes: Uint8Array, source: string | Uint8Array, session: SessionSettings, sessionKey: string, options: GraphOptions): Promise<GraphEntry> {
+    const where = typeof source === 'string' ? source : `${bytes.byteLength} bytes`;
+    let info: ModelInfo;
+    try {
+      info = readModelInfo(bytes);
+    } catch (err) {
+      if (err instanceof ModelFormatError) throw new ModelLoadError(`cannot load model from ${where}: ${err.message}`);
+      throw err;
+    }
+    let ops: OpCount;
+    try {
+      ops = await countModelOpsOffThread(bytes);
+    } catch (err) {
+      throw new ModelLoadError(`cannot load model from ${where}: onnxruntime could not run it (${(err as Error).message.split('\n')[0]})`);
+    }
+    const graph: GraphEntry = {
+      id,
+      name: options.name ?? (typeof source === 'string' ? source.split('/').pop()! : hash.slice(0, 12)),
+      hash,
+      model: bytes,
+      info,
+      ops,
+      session,
+      sessionKey,
+      queue: [],
+      queueCapacity: options.queueCapacity ?? this.options.queueCapacity ?? 1024,
+      queuePolicy: options.queuePolicy ?? this.options.queuePolicy ?? 'reject',
+      refs: 1,
+      inFlight: 0,
+      loaded: new Map(),
+      loading: new Map(),
+      loadErrors: new Map(),
+      counts: { submitted: 0, completed: 0, failed: 0, dropped: 0, rejected: 0, expired: 0, retried: 0 },
+      latency: new LatencyHistogram(),
+      placement: options.devices,
+    };
+    const firstInput = info.inputs[0];
+    if (firstInput && typeof firstInput.dims[0] === 'string') graph.batchSymbol = firstInput.dims[0];
+    const targets = [...this.devices.values()].filter((d) => this.placed(graph, d));
+    if (graph.placement && targets.length === 0) {
+      throw new ModelLoadError(`none of the devices ${graph.placement.join(', ')} chosen for ${graph.name} is registered; registered: ${[...this.devices.keys()].join(', ') || '(none)'}`);
+    }
+    const results = await Promise.all(targets.map((d) => this.ensureLoaded(graph, d)));
+    if (targets.length > 0 && results.every((r) => r === undefined)) {
+      const reasons = [...graph.loadErrors.entries()].map(([d, m]) => `${d}: ${m}`).join('; ');
+      throw new ModelLoadError(`cannot load model from ${where} on any device (${reasons})`);
+    }
+    this.graphs.set(id, graph);
+    return graph;
+  }
+
+  private placed(graph: GraphEntry, device: Device): boolean {
+    return !graph.placement || graph.placement.includes(device.id);
+  }
+
+  /** Loads a graph onto placed devices it is missing from (added later, or pushed out of the cache). */
+  private fillPlacement(graph: GraphEntry): void {
+    for (const device of this.devices.values()) {
+      if (this.placed(graph, device) && !graph.loaded.has(device.id) && !graph.loading.has(device.id) && !graph.loadErrors.has(device.id)) {
+        void this.ensureLoaded(graph, device);
+      }
+    }
+  }
+
+  private ensureLoaded(graph: GraphEntry, device: Device): Promise<DeviceGraph | undefined> {
+    const have = graph.loaded.get(device.id);
+    if (have) return Promise.resolve(have);
+    let loading = graph.loading.get(device.id);
+    if (loading) return loading;
+    const key = this.cacheKey(graph, device.id);
+    this.cache.get(key); // counts the miss
+    loading = device
+      .load({ key, model: graph.model, session: graph.session })
+      .then(
+        (dg) => {
+          if (!this.devices.has(device.id)) return undefined;
+          graph.loaded.set(device.id, dg);
+          graph.loadErrors.delete(device.id);
+          this.cache.set(key, { graph, deviceId: device.id });
+          this.pump();
+          return dg;
+        },
+        (err: Error) => {
+          graph.loadErrors.set(device.id, err.message);
+          this.emit('warning', new ModelLoadError(`${graph.name} could not be loaded on ${device.id}: ${err.message}`));
+          return undefined;
+        },
+      )
+      .finally(() => graph.loading.delete(device.id));
+    graph.loading.set(device.id, loading);
+    return loading;
+  }
+
+  private evict(graph: GraphEntry, deviceId: string): void {
+    graph.loaded.delete(deviceId);
+    void this.devices.get(deviceId)?.unload(this.cacheKey(graph, deviceId));
+    // An idle graph pushed out of the cache everywhere is forgotten; one in use reloads on demand.
+    if (graph.refs === 0 && graph.loaded.size === 0 && graph.loading.size === 0) this.freeGraph(graph);
+  }
+
+  private handle(g: GraphEntry): GraphHandle {
+    return { id: g.id, name: g.name, info: g.info, ops: g.ops };
+  }
+
+  getGraph(id: string): GraphHandle | undefined {
+    const g = this.graphs.get(id);
+    return g && this.handle(g);
+  }
+
+  /**
+   * Drops one reference. When the last one goes, queued and running tasks finish first; then the
+   * graph either stays loaded but idle for `idleMs` (a redeploy that loads it again reloads
+   * nothing: a cache hit), or, with `{ free: true }` (a node deleted for good), is unloaded now.
+   */
+  async releaseGraph(handle: GraphHandle | string, options: { free?: boolean } = {}): Promise<void> {
+    const id = typeof handle === 'string' ? handle : handle.id;
+    const g = this.graphs.get(id);
+    if (!g || g.refs === 0 || --g.refs > 0) return;
+    if (g.queue.length || g.inFlight) await new Promise<void>((resolve) => (g.drained = resolve));
+    if (g.refs > 0) return; // re-acquired while draining
+    if (options.free) return this.freeGraph(g);
+    clearTimeout(g.idleTimer);
+    g.idleTimer = setTimeout(() => g.refs === 0 && this.freeGraph(g), this.options.idleGraphMs ?? 60_000);
+    g.idleTimer.unref?.();
+  }
+
+  private freeGraph(g: GraphEntry): void {
+    clearTimeout(g.idleTimer);
+    if (this.graphs.get(g.id) !== g) return;
+    this.graphs.delete(g.id);
+    for (const deviceId of [...g.loaded.keys()]) {
+      this.cache.delete(this.cacheKey(g, deviceId));
+      this.evict(g, deviceId);
+    }
+  }
+
+  graphCount(): number {
+    return this.graphs.size;
+  }
+
+  // ---------------------------------------------------------------- tensors
+
+  /**
+   * A tensor over pooled memory. Handed to submit(), its buffer moves to the device without a copy
+   * (and is no longer usable by the caller); preprocessing writes straight into it.
+   */
+  allocateTensor(type: TensorData['type'], dims: number[]): TensorData {
+    const length = elementCount(dims);
+    const buffer = this.pool.acquire(length * bytesPerElement(type));
+    const data = viewOf(type, buffer, 0, length);
+    markPooled(data);
+    return { type, dims, data };
+  }
+
+  // ---------------------------------------------------------------- tasks
+
+  submit(graph: GraphHandle | string, feeds: Feeds, options: SubmitOptions = {}): Promise<TaskResult> {
+    return new Promise<TaskResult>((resolve, reject) => {
+      if (this.closed) return reject(new EngineClosedError());
+      const g = this.graphs.get(typeof graph === 'string' ? graph : graph.id);
+      if (!g) return reject(new InputError(`graph ${typeof graph === 'string' ? graph : graph.id} is not loaded (load it with loadGraph first)`));
+      let batchSize: number;
+      try {
+        batchSize = validateFeeds(g.info, feeds);
+      } catch (err) {
+        g.counts.rejected++;
+        return reject(err);
+      }
+      if (options.deviceId && !this.devices.has(options.deviceId)) {
+        return reject(new InputError(`device '${options.deviceId}' is not registered; expected one of ${[...this.devices.keys()].join(', ') || '(none)'}`));
+      }
+      const t = now();
+      const task: Task = {
+        id: this.nextTaskId++,
+        graph: g,
+        feeds,
+        batchSize,
+        submittedAt: t,
+        dispatchedAt: 0,
+        deviceId: options.deviceId,
+        tried: new Set(),
+        retries: 0,
+        settled: false,
+        resolve,
+        reject,
+      };
+      g.counts.submitted++;
+      if (options.deadlineMs !== undefined) {
+        task.deadline = t + options.deadlineMs;
+        task.deadlineTimer = setTimeout(() => this.expire(task), options.deadlineMs);
+        task.deadlineTimer.unref?.();
+      }
+      this.enqueue(task);
+    });
+  }
+
+  private enqueue(task: Task): void {
+    const g = task.graph;
+    if (g.queue.length >= g.queueCapacity) {
+      const policy = g.queuePolicy;
+      if (policy === 'drop-oldest') {
+        const oldest = g.queue.shift()!;
+        g.counts.dropped++;
+        this.fail(oldest, new QueueFullError(`dropped: queue of ${g.name} full (${g.queueCapacity}) and a newer task arrived (policy drop-oldest)`, policy), 'dropped');
+      } else {
+        if (policy === 'drop-newest') g.counts.dropped++;
+        else g.counts.rejected++;
+        const verb = policy === 'drop-newest' ? 'dropped' : 'rejected';
+        this.fail(task, new QueueFullError(`${verb}: queue of ${g.name} is full (${g.queueCapacity} waiting; policy ${policy}); raise queue capacity or requests in flight, or slow the source`, policy), verb);
+        return;
+      }
+    }
+    g.queue.push(task);
+    this.pump();
+  }
+
+  private expire(task: Task): void {
+    if (task.settled) return;
+    const g = task.graph;
+    const index = g.queue.indexOf(task);
+    if (index >= 0) g.queue.splice(index, 1);
+    g.counts.expired++;
+    this.fail(task, new DeadlineExceededError(`task ${task.id} on ${g.name} missed its deadline (${(task.deadline! - task.submittedAt).toFixed(1)} ms); it was ${index >= 0 ? 'still queued' : 'running'}`), 'expired');
+    this.checkDrained(g);
+  }
+
+  private fail(task: Task, error: Error, _reason: 'dropped' | 'rejected' | 'expired' | 'failed'): void {
+    if (task.settled) return;
+    task.settled = true;
+    if (task.deadlineTimer) clearTimeout(task.deadlineTimer);
+    task.reject(error);
+  }
+
+  /** Expected time for `device` to finish one more task of `g`, from measured service times. */
+  private expectedFinish(device: Device, g: GraphEntry): number {
+    const service = this.serviceMs.get(`${device.id}|${g.id}`) ?? 0;
+    return ((this.busy.get(device.id)! + 1) / device.parallelism) * service;
+  }
+
+  /**
+   * Requests to keep in flight on a device for a graph: enough to cover the hand-off round trip
+   * (about IN_FLIGHT_COVER_MS of work per executor, at least two each), never above the device's
+   * cap. Small models need many in flight to keep workers busy; big ones need few, and keeping
+   * the rest in the engine's queue lets queue policies (drop-oldest) and other devices act on them.
+   */
+  private inFlightLimit(device: Device, g: GraphEntry): number {
+    const service = this.serviceMs.get(`${device.id}|${g.id}`);
+    const perExecutor = service ? Math.max(2, Math.ceil(IN_FLIGHT_COVER_MS / service)) : 2;
+    return Math.min(device.maxInFlight, device.parallelism * perExecutor);
+  }
+
+  private pickDevice(task: Task): Device | undefined {
+    let best: Device | undefined;
+    let bestCost = Infinity;
+    for (const device of this.devices.values()) {
+      if (this.busy.get(device.id)! >= this.inFlightLimit(device, task.graph)) continue;
+      if (!task.graph.loaded.has(device.id)) continue;
+      if (task.deviceId && task.deviceId !== device.id) continue;
+      if (task.tried.has(device.id) && task.tried.size < task.graph.loaded.size) continue;
+      const cost = this.expectedFinish(device, task.graph);
+      if (cost < bestCost || (cost === bestCost && best && this.busy.get(device.id)! < this.busy.get(best.id)!)) {
+        best = device;
+        bestCost = cost;
+      }
+    }
+    return best;
+  }
+
+  /** Hands queued tasks to free devices, taking graphs in turn so one busy graph cannot starve another. */
+  private pump(): void {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      for (;;) {
+        const graphs = [...this.graphs.values()].filter((g) => g.queue.length > 0);
+        if (graphs.length === 0) return;
+        let progressed = false;
+        for (let i = 0; i < graphs.length; i++) {
+          const g = graphs[(this.roundRobin + i) % graphs.length];
+          const task = g.queue[0];
+          const device = this.pickDevice(task);
+          if (!device) {
+            if (g.loaded.size < this.devices.size) this.fillPlacement(g);
+            if (g.loaded.size === 0 && g.loading.size === 0) this.failUnrunnable(g);
+            continue;
+          }
+          g.queue.shift();
+          this.start(task, device);
+          progressed = true;
+        }
+        this.roundRobin++;
+        if (!progressed) return;
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private start(task: Task, device: Device): void {
+    const g = task.graph;
+    const stats = this.stats.get(device.id)!;
+    task.dispatchedAt = now();
+    task.tried.add(device.id);
+    g.inFlight++;
+    this.busy.set(device.id, this.busy.get(device.id)! + 1);
+    stats.onSubmit();
+    const inputs: NamedTensor[] = g.info.inputs.map((i) => ({ name: i.name, ...task.feeds[i.name] }));
+    device.run({ graphKey: this.cacheKey(g, device.id), inputs, outputs: this.outputSpecs(g, task.batchSize) }).then(
+      (result) => {
+        this.finish(task, device);
+        if (task.settled) return;
+        const timings: TaskTimings = {
+          queueMs: task.dispatchedAt - task.submittedAt,
+          deviceQueueMs: result.deviceQueueMs,
+          inferMs: result.inferMs,
+          totalMs: now() - task.submittedAt,
+        };
+        const key = `${device.id}|${g.id}`;
+        const prev = this.serviceMs.get(key);
+        this.serviceMs.set(key, prev === undefined ? result.inferMs : prev + SERVICE_EWMA * (result.inferMs - prev));
+        stats.onComplete(timings, task.batchSize, g.ops.total, g.info.precision);
+        g.latency.record(timings.totalMs);
+        g.counts.completed++;
+        task.settled = true;
+        if (task.deadlineTimer) clearTimeout(task.deadlineTimer);
+        task.resolve({ id: task.id, graphId: g.id, deviceId: device.id, outputs: result.outputs, timings, batchSize: task.batchSize, retries: task.retries });
+      },
+      (err: Error) => {
+        this.finish(task, device);
+        stats.onFail();
+        if (task.settled) return;
+        // A pooled input that moved to a worker which then died is gone: nothing to retry with.
+        const inputsIntact = inputs.every((t) => t.data.buffer.byteLength > 0);
+        const canRetry = err instanceof DeviceError && inputsIntact && task.retries < (this.options.maxRetries ?? 1) && !task.deviceId && this.hasOtherDevice(task) && !this.closed;
+        if (canRetry) {
+          task.retries++;
+          g.counts.retried++;
+          stats.onRetry();
+          g.queue.unshift(task); // a retry goes first: it has waited longest
+          this.pump();
+          return;
+        }
+        g.counts.failed++;
+        this.fail(task, err, 'failed');
+      },
+    );
+  }
+
+  /** No device has the graph and none is loading it: waiting would be forever, so say why now. */
+  private failUnrunnable(g: GraphEntry): void {
+    const reasons = [...g.loadErrors.entries()].map(([d, m]) => `${d}: ${m}`).join('; ');
+    const why = this.devices.size === 0 ? 'no device is registered' : `it could not be loaded (${reasons || 'no placed device'})`;
+    for (const task of g.queue.splice(0)) {
+      g.counts.failed++;
+      this.fail(task, new DeviceError(`no device can run ${g.name}: ${why}`, 'none'), 'failed');
+    }
+    this.checkDrained(g);
+  }
+
+  private hasOtherDevice(task: Task): boolean {
+    for (const id of task.graph.loaded.keys()) if (!task.tried.has(id) && this.devices.has(id)) return true;
+    return false;
+  }
+
+  private finish(task: Task, device: Device): void {
+    task.graph.inFlight--;
+    if (this.busy.has(device.id)) this.busy.set(device.id, this.busy.get(device.id)! - 1);
+    this.checkDrained(task.graph);
+    this.pump();
+  }
+
+  private checkDrained(g: GraphEntry): void {
+    if (g.drained && g.queue.length === 0 && g.inFlight === 0) {
+      const drained = g.drained;
+      g.drained = undefined;
+      drained();
+    }
+  }
+
+  /** Output shapes known once the batch size is, so devices can bind pooled memory for them. */
+  private outputSpecs(g: GraphEntry, batch: number): OutputSpec[] | undefined {
+    const specs: OutputSpec[] = [];
+    for (const output of g.info.outputs) {
+      if (output.type === 'string') return undefined;
+      const dims: number[] = [];
+      for (const d of output.dims) {
+        if (typeof d === 'number' && d > 0) dims.push(d);
+        else if (d === g.batchSymbol) dims.push(batch);
+        else return undefined; // data-dependent shape: the runtime allocates
+      }
+      specs.push({ name: output.name, type: output.type, dims });
+    }
+    return specs;
+  }
+
+  // ---------------------------------------------------------------- statistics
+
+  getStats(): EngineStats {
+    const devices: Record<string, DeviceStatsSnapshot> = {};
+    const topsPerDevice: Record<string, number> = {};
+    let tasksPerSec = 0;
+    let inferencesPerSec = 0;
+    let totalTops = 0;
+    let peakTops = 0;
+    let anyPeak = false;
+    let simulated = false;
+    for (const [id, s] of this.stats) {
+      const snap = s.snapshot(this.busy.get(id) ?? 0, this.queuedFor(id));
+      devices[id] = snap;
+      if (snap.removed) continue;
+      topsPerDevice[id] = snap.achievedTops;
+      tasksPerSec += snap.throughputOpsPerSec;
+      inferencesPerSec += snap.inferencesPerSec;
+      totalTops += snap.achievedTops;
+      simulated ||= snap.simulated;
+      if (snap.peakTops !== null) {
+        peakTops += snap.peakTops;
+        anyPeak = true;
+      }
+    }
+    const targetTops = this.options.targetTops ?? (anyPeak ? peakTops : null);
+    const graphs: Record<string, GraphStats> = {};
+    for (const g of this.graphs.values()) {
+      graphs[g.id] = {
+        graphId: g.id,
+        name: g.name,
+        precision: g.info.precision,
+        opsPerInference: g.ops.total,
+        opsCountComplete: g.ops.unknownOps.length === 0,
+        queueDepth: g.queue.length,
+        queueCapacity: g.queueCapacity,
+        queuePolicy: g.queuePolicy,
+        ...g.counts,
+        latencyMs: g.latency.summary(),
+      };
+    }
+    const c = this.cache.stats();
+    return {
+      deviceCount: Object.values(devices).filter((d) => !d.removed).length,
+      totalThroughputOpsPerSec: tasksPerSec,
+      totalInferencesPerSec: inferencesPerSec,
+      totalTops,
+      topsPerDevice,
+      targetTops,
+      performanceRatio: targetTops ? totalTops / targetTops : null,
+      simulated,
+      devices,
+      graphs,
+      eventLoopDelayMs: this.eventLoop.summary(),
+      memory: this.pool.getStats(),
+      graphCache: { ...c, hitRate: c.hits + c.misses ? c.hits / (c.hits + c.misses) : 0 },
+    };
+  }
+
+  /** Tasks waiting that only this device may take, or could take. */
+  private queuedFor(deviceId: string): number {
+    let n = 0;
+    for (const g of this.graphs.values()) if (g.loaded.has(deviceId)) n += g.queue.length;
+    return n;
+  }
+
+  resetStats(): void {
+    for (const s of this.stats.values()) s.reset();
+    for (const g of this.graphs.values()) {
+      g.latency.reset();
+      for (const k of Object.keys(g.counts) as Array<keyof GraphEntry['counts']>) g.counts[k] = 0;
+    }
+    this.eventLoop.reset();
+    this.pool.resetStats();
+    this.cache.resetStats();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const g of this.graphs.values()) {
+      for (const task of g.queue.splice(0)) this.fail(task, new EngineClosedError('the engine closed before this task ran'), 'failed');
+    }
+    await Promise.all([...this.devices.values()].map((d) => d.close()));
+    this.graphs.clear();
+    this.cache.clear();
+    this.pool.clear();
+    this.eventLoop.stop();
+  }
+}
+
+async function readModelFile(path: string): Promise<Uint8Array> {
+  try {
+    return await fs.readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new ModelLoadError(`cannot read model file ${path}: ${why}; expected a readable .onnx file`);
+  }
+}
