@@ -254,12 +254,13 @@ export function getMemoryPoolManager(options: { deviceCount?: number; poolSizeMb
  * Devices move these buffers to their workers without copying; ordinary arrays are copied once
  * into a pooled arena so the caller keeps its data.
  */
-const pooledViews = new WeakSet<object>();
+const pooledViews = new WeakMap<object, MemoryPool>();
 
-export function markPooled(view: ArrayBufferView): void {
-  pooledViews.add(view);
+export function markPooled(view: ArrayBufferView, owner: MemoryPool): void {
+  pooledViews.set(view, owner);
 }
 
-export function isPooled(view: ArrayBufferView): boolean {
-  return pooledViews.has(view);
+/** The pool a caller-filled tensor came from, so its buffer goes home after the run. */
+export function poolOf(view: ArrayBufferView): MemoryPool | undefined {
+  return pooledViews.get(view);
 }

@@ -6,6 +6,7 @@ import { MemoryPool, markPooled, type MemoryPoolStats } from '../memory/memory-p
 import { LruCache } from '../graph/lru-cache';
 import { readModelInfo, hashModel, ModelFormatError, type ModelInfo } from '../graph/model-info';
 import type { OpCount } from '../graph/op-count';
+import { createDevice, type DeviceSpec } from '../devices/factory';
 import { countModelOpsOffThread } from '../graph/op-count-worker-client';
 import { DeadlineExceededError, DeviceError, EngineClosedError, EngineError, InputError, ModelLoadError, QueueFullError } from '../errors';
 import { elementCount, bytesPerElement, viewOf, type Feeds, type TensorData } from '../tensor';
@@ -29,6 +30,8 @@ export interface EngineOptions {
   maxRetries?: number;
   /** How long a graph nobody uses stays loaded, so a redeploy finds it (ms). */
   idleGraphMs?: number;
+  /** How long a released device stays open, so a redeploy finds it (ms). */
+  idleDeviceMs?: number;
 }
 
 export interface GraphOptions {
@@ -105,7 +108,8 @@ export interface EngineStats {
   devices: Record<string, DeviceStatsSnapshot>;
   graphs: Record<string, GraphStats>;
   eventLoopDelayMs: { p50: number; p99: number; maxMs: number; meanMs: number };
-  memory: MemoryPoolStats;
+  /** Pooled host memory: 'host' (tensors callers fill) and one pool per device that has one. */
+  memory: Record<string, MemoryPoolStats>;
   graphCache: { size: number; capacity: number; hits: number; misses: number; evictions: number; hitRate: number };
 }
 
@@ -173,6 +177,7 @@ function now(): number {
  */
 export class InferenceEngine extends EventEmitter {
   private readonly devices = new Map<string, Device>();
+  private readonly deviceRefs = new Map<string, { key: string; refs: number; idleTimer?: NodeJS.Timeout }>();
   private readonly stats = new Map<string, DeviceStats>();
   private readonly busy = new Map<string, number>();
   private readonly serviceMs = new Map<string, number>();
@@ -223,6 +228,45 @@ export class InferenceEngine extends EventEmitter {
     this.stats.get(id)?.markRemoved();
     this.emit('devices');
     this.pump();
+  }
+
+  /**
+   * Reference-counted devices for config nodes (the MQTT broker node's register/deregister
+   * pattern): the first user creates the device, later users with the same spec share it, and a
+   * redeploy that releases and re-acquires within `idleDeviceMs` keeps it (and its loaded graphs).
+   */
+  acquireDevice(spec: DeviceSpec & { id: string }): Device {
+    const key = JSON.stringify(spec);
+    const held = this.deviceRefs.get(spec.id);
+    if (held && held.key === key && this.devices.has(spec.id)) {
+      held.refs++;
+      clearTimeout(held.idleTimer);
+      return this.devices.get(spec.id)!;
+    }
+    if (held) {
+      clearTimeout(held.idleTimer);
+      this.deviceRefs.delete(spec.id);
+      void this.removeDevice(spec.id);
+    }
+    const device = createDevice(spec);
+    this.deviceRefs.set(spec.id, { key, refs: 1 });
+    this.addDevice(device);
+    return device;
+  }
+
+  releaseDevice(id: string, options: { free?: boolean } = {}): Promise<void> {
+    const held = this.deviceRefs.get(id);
+    if (!held || held.refs === 0 || --held.refs > 0) return Promise.resolve();
+    const free = () => {
+      if (this.deviceRefs.get(id) !== held || held.refs > 0) return Promise.resolve();
+      this.deviceRefs.delete(id);
+      return this.removeDevice(id);
+    };
+    if (options.free) return free();
+    clearTimeout(held.idleTimer);
+    held.idleTimer = setTimeout(() => void free(), this.options.idleDeviceMs ?? 60_000);
+    held.idleTimer.unref?.();
+    return Promise.resolve();
   }
 
   listDevices(): Device[] {
@@ -419,7 +463,7 @@ export class InferenceEngine extends EventEmitter {
     const length = elementCount(dims);
     const buffer = this.pool.acquire(length * bytesPerElement(type));
     const data = viewOf(type, buffer, 0, length);
-    markPooled(data);
+    markPooled(data, this.pool);
     return { type, dims, data };
   }
 
@@ -718,12 +762,21 @@ export class InferenceEngine extends EventEmitter {
       devices,
       graphs,
       eventLoopDelayMs: this.eventLoop.summary(),
-      memory: this.pool.getStats(),
+      memory: this.memoryStats(),
       graphCache: { ...c, hitRate: c.hits + c.misses ? c.hits / (c.hits + c.misses) : 0 },
     };
   }
 
-  /** Tasks waiting that only this device may take, or could take. */
+  private memoryStats(): Record<string, MemoryPoolStats> {
+    const out: Record<string, MemoryPoolStats> = { host: this.pool.getStats() };
+    for (const d of this.devices.values()) {
+      const m = d.memoryStats?.();
+      if (m) out[d.id] = m;
+    }
+    return out;
+  }
+
+  /** Tasks waiting that this device could take. */
   private queuedFor(deviceId: string): number {
     let n = 0;
     for (const g of this.graphs.values()) if (g.loaded.has(deviceId)) n += g.queue.length;

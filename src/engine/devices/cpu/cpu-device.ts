@@ -6,7 +6,7 @@ import type { Device, DeviceGraph, DeviceInfo, DeviceTelemetry, LoadRequest, Pre
 import { Decoder, Encoder, decodeResult, encodeTask, type ToWorker, type FromWorker, type TensorRef } from './protocol';
 import { DeviceError, ModelLoadError } from '../../errors';
 import { readCpuTemperature } from '../../telemetry/thermal';
-import { getMemoryPoolManager, isPooled, type MemoryPool, type MemoryPoolStats } from '../../memory/memory-pool';
+import { MemoryPool, poolOf, type MemoryPoolStats } from '../../memory/memory-pool';
 import { viewOf, bytesPerElement, elementCount, type TensorData } from '../../tensor';
 
 export interface CpuDeviceOptions {
@@ -36,8 +36,8 @@ interface WorkerSlot {
   alive: boolean;
   /** Requests and loads outstanding; the worker keeps the process alive only while this is > 0. */
   active: number;
-  /** Pooled bytes each run message carried away, so a crash can account for them. */
-  runs: Map<number, number[]>;
+  /** The pools each run message's buffers belong to, to return them (or account for a crash). */
+  runs: Map<number, Array<{ pool: MemoryPool; size: number }>>;
 }
 
 /** Outputs up to this size are copied out of a shared arena; larger ones alone in theirs are handed over. */
@@ -73,7 +73,7 @@ export class CpuDevice implements Device {
     this.id = options.id ?? 'cpu';
     this.parallelism = workers;
     this.maxInFlight = options.maxInFlight ?? workers * 64;
-    this.pool = options.pool ?? getMemoryPoolManager().getPool(this.id);
+    this.pool = options.pool ?? new MemoryPool({ deviceId: this.id });
     this.info = {
       name: `CPU (${workers} worker${workers > 1 ? 's' : ''} x ${this.threads} thread${this.threads > 1 ? 's' : ''})`,
       description: os.cpus()[0]?.model ?? 'unknown CPU',
@@ -112,7 +112,7 @@ export class CpuDevice implements Device {
     for (const p of slot.inFlight.values()) p.reject(failure);
     slot.inFlight.clear();
     slot.outbox = [];
-    for (const sizes of slot.runs.values()) for (const size of sizes) this.pool.forget(size);
+    for (const owners of slot.runs.values()) for (const { pool, size } of owners) pool.forget(size);
     slot.runs.clear();
     for (const [key, waiters] of this.pendingLoads) {
       for (const w of waiters) if (w.worker === slot.index) w.reject(failure);
@@ -170,10 +170,12 @@ export class CpuDevice implements Device {
       pending.resolve({ outputs, inferMs: r.inferMs, deviceQueueMs: r.waitMs });
     }
     if (returning) {
+      const owners = slot.runs.get(msg.runId) ?? [];
       slot.runs.delete(msg.runId);
       for (let i = 0; i < returning; i++) {
-        if (handedOver.has(i)) this.pool.forget(buffers[i]);
-        else this.pool.release(buffers[i]);
+        const pool = owners[i]?.pool ?? this.pool;
+        if (handedOver.has(i)) pool.forget(buffers[i]);
+        else pool.release(buffers[i]);
       }
     }
   }
@@ -239,14 +241,18 @@ export class CpuDevice implements Device {
     let inBytes = 0;
     let outBytes = 0;
     for (const { request } of batch) {
-      for (const t of request.inputs) if (!isPooled(t.data)) inBytes += align(t.data.byteLength);
+      for (const t of request.inputs) if (!poolOf(t.data)) inBytes += align(t.data.byteLength);
       for (const o of request.outputs ?? []) outBytes += align(elementCount(o.dims) * bytesPerElement(o.type));
     }
     const buffers: ArrayBuffer[] = [];
+    const owners: Array<{ pool: MemoryPool; size: number }> = [];
     const inArena = inBytes ? this.pool.acquire(inBytes) : undefined;
     const outArena = outBytes ? this.pool.acquire(outBytes) : undefined;
-    if (inArena) buffers.push(inArena);
-    if (outArena) buffers.push(outArena);
+    for (const arena of [inArena, outArena]) {
+      if (!arena) continue;
+      buffers.push(arena);
+      owners.push({ pool: this.pool, size: arena.byteLength });
+    }
     const inIndex = 0;
     const outIndex = inArena ? 1 : 0;
     let inOffset = 0;
@@ -257,10 +263,14 @@ export class CpuDevice implements Device {
       const inputs: TensorRef[] = [];
       for (const t of request.inputs) {
         const data = t.data;
-        if (isPooled(data)) {
+        const owner = poolOf(data);
+        if (owner) {
           // Filled by the caller in pooled memory: it moves as it is.
           let index = buffers.indexOf(data.buffer as ArrayBuffer);
-          if (index < 0) index = buffers.push(data.buffer as ArrayBuffer) - 1;
+          if (index < 0) {
+            index = buffers.push(data.buffer as ArrayBuffer) - 1;
+            owners.push({ pool: owner, size: data.buffer.byteLength });
+          }
           inputs.push({ name: t.name, type: t.type, dims: t.dims, buffer: index, byteOffset: data.byteOffset, length: data.length });
           continue;
         }
@@ -280,7 +290,7 @@ export class CpuDevice implements Device {
       encodeTask(encoder, { seq, key: request.graphKey, inputs, outputs, sentAt });
     }
     const id = this.runId++;
-    slot.runs.set(id, buffers.map((b) => b.byteLength));
+    slot.runs.set(id, owners);
     this.post(slot, { op: 'run', id, buffers, strings: encoder.strings, tasks: encoder.finish() }, buffers);
   }
 

@@ -1,0 +1,18 @@
+/**
+ * The engine's public entry: everything a script, the CLI or the Node-RED nodes use.
+ * No Node-RED import anywhere below this directory.
+ */
+export * from './errors';
+export * from './tensor';
+export { InferenceEngine } from './pipeline/engine';
+export type { EngineOptions, GraphOptions, GraphHandle, SubmitOptions, TaskResult, TaskTimings, EngineStats, GraphStats, QueuePolicy } from './pipeline/engine';
+export { getEngine, closeEngine } from './pipeline/singleton';
+export { CpuDevice, type CpuDeviceOptions } from './devices/cpu/cpu-device';
+export { createDevice, type DeviceSpec, type CpuDeviceSpec } from './devices/factory';
+export type { Device, DeviceInfo, DeviceKind, DeviceGraph, DeviceTelemetry, Precision, SessionSettings } from './devices/device';
+export { MemoryPool, MemoryPoolManager, getMemoryPoolManager, type MemoryPoolStats, type PooledBuffer } from './memory/memory-pool';
+export { LruCache } from './graph/lru-cache';
+export { readModelInfo, hashModel, ModelFormatError, type ModelInfo, type TensorInfo } from './graph/model-info';
+export { countModelOps, type OpCount } from './graph/op-count';
+export { buildMlp, buildMobileNetLike, buildGemm } from './graph/builder';
+export type { DeviceStatsSnapshot } from './telemetry/device-stats';

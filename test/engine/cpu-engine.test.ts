@@ -1,0 +1,174 @@
+import { strict as assert } from 'assert';
+import * as ort from 'onnxruntime-node';
+import { promises as fs } from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { InferenceEngine } from '../../src/engine/pipeline/engine';
+import { CpuDevice } from '../../src/engine/devices/cpu/cpu-device';
+import { buildMlp, buildMobileNetLike, mulberry32 } from '../../src/engine/graph/builder';
+import { ModelLoadError } from '../../src/engine/errors';
+
+const mlp = buildMlp({ inputSize: 784, hidden: [128], outputSize: 10, seed: 7 });
+
+function randomInput(seed: number, n: number): Float32Array {
+  const rand = mulberry32(seed);
+  return Float32Array.from({ length: n }, () => rand());
+}
+
+describe('engine on the cpu device (worker threads)', function () {
+  this.timeout(60_000);
+  let engine: InferenceEngine;
+  afterEach(async function () {
+    await engine?.close();
+  });
+
+  it('gives the same outputs as onnxruntime-node run directly, for single and batched tasks', async function () {
+    engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu', workers: 2, threadsPerWorker: 1 })] });
+    const g = await engine.loadGraph(mlp);
+    const session = await ort.InferenceSession.create(mlp);
+    for (const batch of [1, 3]) {
+      const x = randomInput(batch, batch * 784);
+      const expected = (await session.run({ input: new ort.Tensor('float32', x, [batch, 784]) })).output.data as Float32Array;
+      const result = await engine.submit(g, { input: { type: 'float32', dims: [batch, 784], data: x } });
+      assert.deepEqual(result.outputs.output.dims, [batch, 10]);
+      assert.deepEqual(Array.from(result.outputs.output.data as Float32Array), Array.from(expected));
+      assert.equal(result.batchSize, batch);
+      assert.ok(result.timings.inferMs > 0 && result.timings.totalMs >= result.timings.inferMs);
+    }
+    await session.release();
+  });
+
+  it('runs many concurrent tasks across workers, each result matching its input', async function () {
+    engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu', workers: 2, threadsPerWorker: 1 })] });
+    const g = await engine.loadGraph(mlp);
+    const session = await ort.InferenceSession.create(mlp);
+    const inputs = Array.from({ length: 300 }, (_, i) => randomInput(100 + i, 784));
+    const results = await Promise.all(inputs.map((x) => engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: x } })));
+    for (const i of [0, 150, 299]) {
+      const expected = (await session.run({ input: new ort.Tensor('float32', inputs[i], [1, 784]) })).output.data as Float32Array;
+      assert.deepEqual(Array.from(results[i].outputs.output.data as Float32Array), Array.from(expected));
+    }
+    const stats = engine.getStats();
+    assert.equal(stats.devices.cpu.completedTasks, 300);
+    assert.ok(stats.memory.cpu.bufferHits > 0, 'hand-off arenas come from the pool and are reused');
+    await session.release();
+  });
+
+  it('moves a pooled tensor to the worker without copying and gives the caller its result', async function () {
+    const device = new CpuDevice({ id: 'cpu', workers: 1, threadsPerWorker: 1 });
+    engine = new InferenceEngine({ devices: [device] });
+    const g = await engine.loadGraph(mlp);
+    const tensor = engine.allocateTensor('float32', [1, 784]);
+    (tensor.data as Float32Array).set(randomInput(5, 784));
+    const copy = Float32Array.from(tensor.data as Float32Array);
+    const [viaPool, viaCopy] = await Promise.all([
+      engine.submit(g, { input: tensor }),
+      engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: copy } }),
+    ]);
+    assert.equal(tensor.data.buffer.byteLength, 0, 'the pooled buffer was transferred (detached here)');
+    assert.deepEqual(Array.from(viaPool.outputs.output.data as Float32Array), Array.from(viaCopy.outputs.output.data as Float32Array));
+    const pool = device.memoryStats();
+    assert.ok(pool.bufferMisses > 0);
+    // the next hand-offs reuse pooled arenas
+    for (let i = 0; i < 5; i++) await engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: copy } });
+    assert.ok(device.memoryStats().bufferHits > pool.bufferHits, 'pooled buffers are reused');
+  });
+
+  it('keeps the main event loop free while the CPU is saturated with CNN inferences', async function () {
+    engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu', workers: 2, threadsPerWorker: 1 })] });
+    const cnn = buildMobileNetLike({ inputSize: 224, seed: 1 });
+    const g = await engine.loadGraph(cnn);
+    const x = randomInput(9, 3 * 224 * 224);
+    engine.resetStats();
+    const until = Date.now() + 1500;
+    const loop = async () => {
+      while (Date.now() < until) await engine.submit(g, { input: { type: 'float32', dims: [1, 3, 224, 224], data: x } });
+    };
+    await Promise.all([loop(), loop(), loop(), loop()]);
+    const stats = engine.getStats();
+    assert.ok(stats.devices.cpu.completedTasks >= 10, `completed ${stats.devices.cpu.completedTasks}`);
+    // One CNN inference here takes ~5-10 ms; run on the main thread, each would block the loop for that long.
+    const inferP50 = stats.devices.cpu.inferMs.p50;
+    assert.ok(stats.eventLoopDelayMs.p99 < inferP50, `event-loop p99 ${stats.eventLoopDelayMs.p99} ms vs inference p50 ${inferP50} ms`);
+  });
+
+  it('reports the statistics the promised API lists, from measured events', async function () {
+    const device = new CpuDevice({ id: 'cpu', workers: 1, threadsPerWorker: 1 });
+    engine = new InferenceEngine({ devices: [device] });
+    const g = await engine.loadGraph(mlp);
+    const x = randomInput(1, 784);
+    for (let i = 0; i < 50; i++) await engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: x } });
+    let s = engine.getStats();
+    for (const key of ['deviceCount', 'totalThroughputOpsPerSec', 'totalTops', 'topsPerDevice', 'targetTops', 'performanceRatio', 'devices']) assert.ok(key in s, key);
+    const d = s.devices.cpu;
+    for (const key of ['deviceId', 'totalTasks', 'completedTasks', 'failedTasks', 'successRate', 'avgLatencyMs', 'minLatencyMs', 'maxLatencyMs', 'throughputOpsPerSec', 'achievedTops', 'queueDepths']) assert.ok(key in d, key);
+    assert.equal(d.completedTasks, 50);
+    assert.equal(d.successRate, 1);
+    // the histogram keeps 3 significant digits: order holds within that resolution
+    const within = (a: number, b: number) => a <= b * 1.001 + 1e-3;
+    assert.ok(within(d.minLatencyMs, d.latencyMs.p50) && within(d.latencyMs.p50, d.latencyMs.p99) && within(d.latencyMs.p99, d.maxLatencyMs), JSON.stringify(d.latencyMs));
+    assert.ok(Math.abs(d.achievedTops - (d.inferencesPerSec * 203_530) / 1e12) < 1e-9);
+    // no peak measured yet: no utilization, no target
+    assert.equal(d.utilization, null);
+    assert.equal(s.targetTops, null);
+    device.setPeakOpsPerSec('fp32', 50e9);
+    for (let i = 0; i < 20; i++) await engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: x } });
+    s = engine.getStats();
+    assert.equal(s.targetTops, 0.05);
+    assert.ok(s.devices.cpu.utilization! > 0 && s.devices.cpu.utilization! < 1);
+    assert.equal(s.simulated, false);
+  });
+
+  it('loads the same model again as a cache hit, and frees it on release', async function () {
+    engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu', workers: 1 })], maxCachedGraphs: 2 });
+    const a = await engine.loadGraph(mlp);
+    const b = await engine.loadGraph(Uint8Array.from(mlp));
+    assert.equal(a.id, b.id);
+    let cache = engine.getStats().graphCache;
+    assert.equal(cache.size, 1);
+    assert.ok(cache.hits >= 1);
+    await engine.releaseGraph(a);
+    await engine.releaseGraph(b);
+    assert.equal(engine.graphCount(), 1, 'idle but still loaded for a redeploy');
+    const c = await engine.loadGraph(mlp);
+    assert.equal(c.id, a.id);
+    await engine.releaseGraph(c, { free: true });
+    assert.equal(engine.graphCount(), 0);
+    // the cache is bounded: a third model evicts the least recently used one
+    const models = [1, 2, 3].map((seed) => buildMlp({ inputSize: 8, hidden: [4], outputSize: 2, seed }));
+    for (const m of models) await engine.loadGraph(m);
+    cache = engine.getStats().graphCache;
+    assert.equal(cache.size, 2);
+    assert.ok(cache.evictions >= 1);
+  });
+
+  it('refuses missing, unreadable and corrupt models with errors that say what arrived', async function () {
+    engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu', workers: 1 })] });
+    await assert.rejects(engine.loadGraph('/no/such/model.onnx'), (e: Error) => e instanceof ModelLoadError && /no such file; expected a readable \.onnx file/.test(e.message));
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ncs2-'));
+    const truncated = path.join(dir, 'truncated.onnx');
+    await fs.writeFile(truncated, mlp.subarray(0, 1000));
+    await assert.rejects(engine.loadGraph(truncated), (e: Error) => e instanceof ModelLoadError && e.message.includes(truncated));
+    await assert.rejects(engine.loadGraph(new TextEncoder().encode('hello, not a model')), ModelLoadError);
+    await fs.rm(dir, { recursive: true });
+  });
+
+  it('survives a worker crash: in-flight tasks are retried on another device and the worker is replaced', async function () {
+    const a = new CpuDevice({ id: 'a', workers: 1, threadsPerWorker: 1 });
+    const b = new CpuDevice({ id: 'b', workers: 1, threadsPerWorker: 1 });
+    engine = new InferenceEngine({ devices: [a, b] });
+    const g = await engine.loadGraph(mlp);
+    const x = randomInput(3, 784);
+    const tasks = Array.from({ length: 200 }, () => engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: x } }));
+    // kill device a's worker while tasks are in flight
+    const worker = (a as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots[0].worker;
+    setImmediate(() => void worker.terminate());
+    const outcome = await Promise.allSettled(tasks);
+    assert.equal(outcome.filter((o) => o.status === 'rejected').length, 0);
+    assert.ok(engine.getStats().graphs[g.id].retried > 0);
+    // the replacement worker reloads the graph and serves again
+    await new Promise((r) => setTimeout(r, 300));
+    const again = await engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: x } }, { deviceId: 'a' });
+    assert.equal(again.deviceId, 'a');
+  });
+});

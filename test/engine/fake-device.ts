@@ -1,0 +1,92 @@
+import type { Device, DeviceGraph, DeviceInfo, DeviceTelemetry, LoadRequest, Precision, RunRequest, RunResult } from '../../src/engine/devices/device';
+import { DeviceError } from '../../src/engine/errors';
+import type { TensorData } from '../../src/engine/tensor';
+
+export interface FakeDeviceOptions {
+  id: string;
+  serviceMs?: number;
+  parallelism?: number;
+  maxInFlight?: number;
+  /** Decides per run whether it fails (called with the run's ordinal). */
+  failWhen?: (ordinal: number) => boolean;
+  failLoad?: boolean;
+}
+
+/**
+ * A device for scheduler tests: runs take `serviceMs` of timer time, the output echoes the sum of
+ * the first input so tests can tell which task a result belongs to, and failures are injected.
+ */
+export class FakeDevice implements Device {
+  readonly kind = 'cpu' as const;
+  readonly info: DeviceInfo;
+  readonly maxInFlight: number;
+  readonly parallelism: number;
+  runs = 0;
+  running = 0;
+  maxRunning = 0;
+  closed = false;
+  private readonly timers = new Set<{ timer: NodeJS.Timeout; reject: (e: Error) => void }>();
+
+  constructor(private readonly options: FakeDeviceOptions) {
+    this.info = { name: `fake ${options.id}`, description: 'test device', simulated: false };
+    this.parallelism = options.parallelism ?? 1;
+    this.maxInFlight = options.maxInFlight ?? 2;
+  }
+
+  get id(): string {
+    return this.options.id;
+  }
+
+  async load(request: LoadRequest): Promise<DeviceGraph> {
+    if (this.options.failLoad) throw new Error(`fake load failure on ${this.id}`);
+    return { key: request.key, inputNames: ['input'], outputNames: ['output'], executionProvider: 'fake' };
+  }
+
+  async unload(): Promise<void> {}
+
+  run(request: RunRequest): Promise<RunResult> {
+    const ordinal = this.runs++;
+    this.running++;
+    this.maxRunning = Math.max(this.maxRunning, this.running);
+    return new Promise((resolve, reject) => {
+      const entry = {
+        reject: (e: Error) => {
+          this.running--;
+          reject(e);
+        },
+        timer: setTimeout(() => {
+          this.timers.delete(entry);
+          this.running--;
+          if (this.options.failWhen?.(ordinal)) {
+            reject(new DeviceError(`${this.id}: injected failure on run ${ordinal}`, this.id));
+            return;
+          }
+          const input = request.inputs[0].data as Float32Array;
+          let sum = 0;
+          for (const v of input) sum += v;
+          const output: TensorData = { type: 'float32', dims: [1, 1], data: new Float32Array([sum]) };
+          resolve({ outputs: { output }, inferMs: this.options.serviceMs ?? 1, deviceQueueMs: 0 });
+        }, this.options.serviceMs ?? 1),
+      };
+      this.timers.add(entry);
+    });
+  }
+
+  telemetry(): DeviceTelemetry {
+    return { simulated: false };
+  }
+
+  peakOpsPerSec(_precision: Precision): number | undefined {
+    return undefined;
+  }
+
+  /** Like an unplugged device: everything running fails. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const entry of this.timers) {
+      clearTimeout(entry.timer);
+      entry.reject(new DeviceError(`${this.id} was unplugged`, this.id));
+    }
+    this.timers.clear();
+  }
+}

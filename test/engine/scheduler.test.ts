@@ -1,0 +1,212 @@
+import { strict as assert } from 'assert';
+import { InferenceEngine, type GraphHandle, type TaskResult } from '../../src/engine/pipeline/engine';
+import { buildMlp } from '../../src/engine/graph/builder';
+import { DeadlineExceededError, DeviceError, EngineClosedError, InputError, QueueFullError } from '../../src/engine/errors';
+import { mulberry32 } from '../../src/engine/graph/builder';
+import { FakeDevice } from './fake-device';
+
+const model = buildMlp({ inputSize: 4, hidden: [8], outputSize: 1, seed: 3 });
+
+function feeds(value: number) {
+  return { input: { type: 'float32' as const, dims: [1, 4], data: new Float32Array([value, 0, 0, 0]) } };
+}
+
+/** Waits for every promise and sorts outcomes, so exactly-once can be checked. */
+async function settleAll(promises: Promise<TaskResult>[]) {
+  const outcomes = await Promise.allSettled(promises);
+  return {
+    ok: outcomes.filter((o): o is PromiseFulfilledResult<TaskResult> => o.status === 'fulfilled').map((o) => o.value),
+    failed: outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as Error),
+  };
+}
+
+describe('scheduler', function () {
+  let engine: InferenceEngine;
+  afterEach(async function () {
+    await engine?.close();
+  });
+
+  it('routes each result to its own task', async function () {
+    engine = new InferenceEngine({ devices: [new FakeDevice({ id: 'a', serviceMs: 2, maxInFlight: 4 })] });
+    const g = await engine.loadGraph(model);
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => engine.submit(g, feeds(i))));
+    results.forEach((r, i) => assert.equal((r.outputs.output.data as Float32Array)[0], i));
+  });
+
+  it('gives a faster device a larger share, by measured service time', async function () {
+    const fast = new FakeDevice({ id: 'fast', serviceMs: 2, maxInFlight: 2 });
+    const slow = new FakeDevice({ id: 'slow', serviceMs: 12, maxInFlight: 2 });
+    engine = new InferenceEngine({ devices: [fast, slow] });
+    const g = await engine.loadGraph(model);
+    await Promise.all(Array.from({ length: 120 }, (_, i) => engine.submit(g, feeds(i))));
+    assert.ok(fast.runs > slow.runs * 3, `fast ran ${fast.runs}, slow ran ${slow.runs}`);
+    assert.equal(fast.runs + slow.runs, 120);
+  });
+
+  it('never hands a device more than its in-flight cap', async function () {
+    const d = new FakeDevice({ id: 'a', serviceMs: 1, maxInFlight: 3, parallelism: 1 });
+    engine = new InferenceEngine({ devices: [d] });
+    const g = await engine.loadGraph(model);
+    await Promise.all(Array.from({ length: 60 }, (_, i) => engine.submit(g, feeds(i))));
+    assert.ok(d.maxRunning <= 3, `max running ${d.maxRunning}`);
+  });
+
+  describe('queue policies (capacity 2, device busy)', function () {
+    async function setup(policy: 'reject' | 'drop-oldest' | 'drop-newest') {
+      const d = new FakeDevice({ id: 'a', serviceMs: 30, maxInFlight: 1 });
+      engine = new InferenceEngine({ devices: [d] });
+      const g = await engine.loadGraph(model, { queueCapacity: 2, queuePolicy: policy });
+      // one running, two queued, the fourth meets a full queue
+      const tasks = [0, 1, 2, 3].map((i) => engine.submit(g, feeds(i)));
+      return { g, outcome: await Promise.allSettled(tasks) };
+    }
+
+    it('reject refuses the newcomer with an error naming the policy', async function () {
+      const { g, outcome } = await setup('reject');
+      assert.deepEqual(outcome.map((o) => o.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+      const err = (outcome[3] as PromiseRejectedResult).reason;
+      assert.ok(err instanceof QueueFullError);
+      assert.match(err.message, /^rejected: .*full \(2 waiting; policy reject\)/);
+      assert.equal(engine.getStats().graphs[g.id].rejected, 1);
+    });
+
+    it('drop-newest drops the newcomer and counts it', async function () {
+      const { g, outcome } = await setup('drop-newest');
+      assert.deepEqual(outcome.map((o) => o.status), ['fulfilled', 'fulfilled', 'fulfilled', 'rejected']);
+      assert.match((outcome[3] as PromiseRejectedResult).reason.message, /^dropped: /);
+      assert.equal(engine.getStats().graphs[g.id].dropped, 1);
+    });
+
+    it('drop-oldest drops the oldest waiting task (latest frame wins)', async function () {
+      const { g, outcome } = await setup('drop-oldest');
+      assert.deepEqual(outcome.map((o) => o.status), ['fulfilled', 'rejected', 'fulfilled', 'fulfilled']);
+      assert.match((outcome[1] as PromiseRejectedResult).reason.message, /^dropped: .*newer task arrived/);
+      assert.equal(engine.getStats().graphs[g.id].dropped, 1);
+    });
+  });
+
+  it('settles every task exactly once when a device fails at random, retrying on another', async function () {
+    const random = mulberry32(42);
+    const failures = new Set<number>();
+    const flaky = new FakeDevice({
+      id: 'flaky',
+      serviceMs: 1,
+      maxInFlight: 4,
+      failWhen: (n) => {
+        const fail = random() < 0.4;
+        if (fail) failures.add(n);
+        return fail;
+      },
+    });
+    const good = new FakeDevice({ id: 'good', serviceMs: 1, maxInFlight: 4, failWhen: () => random() < 0.1 });
+    engine = new InferenceEngine({ devices: [flaky, good] });
+    const g = await engine.loadGraph(model);
+    let settledTwice = 0;
+    const promises = Array.from({ length: 400 }, (_, i) => {
+      let settled = 0;
+      const p = engine.submit(g, feeds(i));
+      p.then(
+        () => (++settled > 1 ? settledTwice++ : 0),
+        () => (++settled > 1 ? settledTwice++ : 0),
+      );
+      return p;
+    });
+    const { ok, failed } = await settleAll(promises);
+    assert.equal(ok.length + failed.length, 400);
+    assert.equal(settledTwice, 0);
+    const stats = engine.getStats().graphs[g.id];
+    assert.equal(stats.completed, ok.length);
+    assert.equal(stats.failed, failed.length);
+    assert.ok(stats.retried > 0, 'some tasks were retried');
+    assert.ok(ok.some((r) => r.retries === 1 && r.deviceId === 'good'), 'a retried task finished on the other device');
+    // a task fails only after both devices failed it
+    for (const err of failed) assert.ok(err instanceof DeviceError);
+    assert.ok(failed.length < failures.size, `${failed.length} failed of ${failures.size} injected failures`);
+  });
+
+  it('loses no task when a device is unplugged mid-run: they finish on the others', async function () {
+    const leaving = new FakeDevice({ id: 'leaving', serviceMs: 20, maxInFlight: 4, parallelism: 4 });
+    const staying = new FakeDevice({ id: 'staying', serviceMs: 5, maxInFlight: 4, parallelism: 4 });
+    engine = new InferenceEngine({ devices: [leaving, staying] });
+    const g = await engine.loadGraph(model);
+    const promises = Array.from({ length: 60 }, (_, i) => engine.submit(g, feeds(i)));
+    await new Promise((r) => setTimeout(r, 10));
+    assert.ok(leaving.running > 0, 'the leaving device had work in flight');
+    await engine.removeDevice('leaving');
+    const { ok, failed } = await settleAll(promises);
+    assert.equal(failed.length, 0, failed.map((e) => e.message).join('; '));
+    assert.equal(ok.length, 60);
+    assert.ok(ok.some((r) => r.retries === 1), 'tasks from the unplugged device were retried');
+    ok.forEach((r, i) => assert.equal((r.outputs.output.data as Float32Array)[0], i));
+    assert.equal(engine.getStats().deviceCount, 1);
+    assert.equal(engine.getStats().devices.leaving.removed, true);
+  });
+
+  it('expires a task at its deadline and ignores its late result', async function () {
+    engine = new InferenceEngine({ devices: [new FakeDevice({ id: 'a', serviceMs: 60, maxInFlight: 1 })] });
+    const g = await engine.loadGraph(model);
+    const running = engine.submit(g, feeds(1), { deadlineMs: 20 });
+    const queued = engine.submit(g, feeds(2), { deadlineMs: 20 });
+    const [a, b] = await Promise.allSettled([running, queued]);
+    assert.ok((a as PromiseRejectedResult).reason instanceof DeadlineExceededError);
+    assert.match((a as PromiseRejectedResult).reason.message, /was running/);
+    assert.match((b as PromiseRejectedResult).reason.message, /still queued/);
+    await new Promise((r) => setTimeout(r, 80));
+    const stats = engine.getStats().graphs[g.id];
+    assert.equal(stats.expired, 2);
+    assert.equal(stats.completed, 0);
+  });
+
+  it('fails queued tasks with EngineClosedError on close', async function () {
+    engine = new InferenceEngine({ devices: [new FakeDevice({ id: 'a', serviceMs: 30, maxInFlight: 1 })] });
+    const g = await engine.loadGraph(model);
+    const tasks = [1, 2, 3].map((i) => engine.submit(g, feeds(i)));
+    await engine.close();
+    const outcome = await Promise.allSettled(tasks);
+    assert.ok(outcome.every((o) => o.status === 'rejected'));
+    assert.ok(outcome.slice(1).every((o) => (o as PromiseRejectedResult).reason instanceof EngineClosedError));
+    await assert.rejects(engine.submit(g, feeds(4)), EngineClosedError);
+  });
+
+  it('runs a graph only on the devices it is placed on', async function () {
+    const a = new FakeDevice({ id: 'a', maxInFlight: 2 });
+    const b = new FakeDevice({ id: 'b', maxInFlight: 2 });
+    engine = new InferenceEngine({ devices: [a, b] });
+    const g = await engine.loadGraph(model, { devices: ['b'] });
+    await Promise.all(Array.from({ length: 10 }, (_, i) => engine.submit(g, feeds(i))));
+    assert.equal(a.runs, 0);
+    assert.equal(b.runs, 10);
+    await assert.rejects(engine.loadGraph(buildMlp({ inputSize: 4, hidden: [8], outputSize: 1, seed: 4 }), { devices: ['c'] }), /none of the devices c/);
+  });
+
+  it('fails tasks at once, with the reason, when no device can run the graph', async function () {
+    engine = new InferenceEngine({ devices: [new FakeDevice({ id: 'a', failLoad: true })] });
+    await assert.rejects(engine.loadGraph(model), /on any device \(a: fake load failure on a\)/);
+    const empty = new InferenceEngine();
+    const g: GraphHandle = await empty.loadGraph(model);
+    await assert.rejects(empty.submit(g, feeds(1)), /no device can run .*no device is registered/);
+    await empty.close();
+  });
+
+  it('checks feeds before any device sees them', async function () {
+    const d = new FakeDevice({ id: 'a' });
+    engine = new InferenceEngine({ devices: [d] });
+    const g = await engine.loadGraph(model);
+    const f32 = (n: number) => new Float32Array(n);
+    const cases: Array<[unknown, RegExp]> = [
+      [{}, /missing input 'input': expected float32\[N, 4\]/],
+      [{ input: { type: 'float32', dims: [1, 4], data: f32(4) }, extra: {} }, /unexpected input 'extra'; the model's inputs are 'input'/],
+      [{ input: { type: 'int32', dims: [1, 4], data: new Int32Array(4) } }, /expected type float32, got int32/],
+      [{ input: { type: 'float32', dims: [1, 4], data: [1, 2, 3, 4] } }, /must be a typed array for float32, got an array of 4/],
+      [{ input: { type: 'float32', dims: [1, 5], data: f32(5) } }, /dim 1 must be 4 \(float32\[N, 4\]\), got \[1, 5\]/],
+      [{ input: { type: 'float32', dims: [4], data: f32(4) } }, /expected 2 dims float32\[N, 4\], got \[4\]/],
+      [{ input: { type: 'float32', dims: [2, 4], data: f32(4) } }, /dims \[2, 4\] need 8 elements, data has 4/],
+      [{ input: { type: 'float32', dims: [0, 4], data: f32(0) } }, /dims must be positive integers, got \[0,4\]/],
+    ];
+    for (const [bad, message] of cases) {
+      await assert.rejects(engine.submit(g, bad as never), (err: Error) => err instanceof InputError && message.test(err.message));
+    }
+    assert.equal(d.runs, 0);
+    assert.equal(engine.getStats().graphs[g.id].rejected, cases.length);
+  });
+});
