@@ -16,3 +16,4 @@ export { readModelInfo, hashModel, ModelFormatError, type ModelInfo, type Tensor
 export { countModelOps, type OpCount } from './graph/op-count';
 export { buildMlp, buildMobileNetLike, buildGemm } from './graph/builder';
 export type { DeviceStatsSnapshot } from './telemetry/device-stats';
+export { EdgePipeline, DevicePipeline, getEdgePipeline, type EdgePipelineOptions, type FinishedTask, type TaskInput } from './pipeline/edge-pipeline';
