@@ -187,7 +187,6 @@ export class InferenceEngine extends EventEmitter {
   readonly pool: MemoryPool;
   private readonly eventLoop = new EventLoopMonitor();
   private nextTaskId = 1;
-  private roundRobin = 0;
   private closed = false;
   private pumping = false;
 
@@ -581,30 +580,28 @@ export class InferenceEngine extends EventEmitter {
     return best;
   }
 
-  /** Hands queued tasks to free devices, taking graphs in turn so one busy graph cannot starve another. */
+  /**
+   * Hands queued tasks to free devices, one task per waiting graph per pass, so a busy graph
+   * cannot starve another. Runs on every submission and completion: no allocation here.
+   */
   private pump(): void {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      for (;;) {
-        const graphs = [...this.graphs.values()].filter((g) => g.queue.length > 0);
-        if (graphs.length === 0) return;
-        let progressed = false;
-        for (let i = 0; i < graphs.length; i++) {
-          const g = graphs[(this.roundRobin + i) % graphs.length];
-          const task = g.queue[0];
-          const device = this.pickDevice(task);
+      let progressed = true;
+      while (progressed) {
+        progressed = false;
+        for (const g of this.graphs.values()) {
+          if (g.queue.length === 0) continue;
+          const device = this.pickDevice(g.queue[0]);
           if (!device) {
             if (g.loaded.size < this.devices.size) this.fillPlacement(g);
             if (g.loaded.size === 0 && g.loading.size === 0) this.failUnrunnable(g);
             continue;
           }
-          g.queue.shift();
-          this.start(task, device);
+          this.start(g.queue.shift()!, device);
           progressed = true;
         }
-        this.roundRobin++;
-        if (!progressed) return;
       }
     } finally {
       this.pumping = false;
@@ -797,10 +794,13 @@ export class InferenceEngine extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const held of this.deviceRefs.values()) clearTimeout(held.idleTimer);
+    this.deviceRefs.clear();
     for (const g of this.graphs.values()) {
       for (const task of g.queue.splice(0)) this.fail(task, new EngineClosedError('the engine closed before this task ran'), 'failed');
     }
     await Promise.all([...this.devices.values()].map((d) => d.close()));
+    for (const g of this.graphs.values()) clearTimeout(g.idleTimer);
     this.graphs.clear();
     this.cache.clear();
     this.pool.clear();
