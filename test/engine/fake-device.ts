@@ -23,6 +23,8 @@ export class FakeDevice implements Device {
   readonly parallelism: number;
   runs = 0;
   running = 0;
+  /** What telemetry() reports; tests heat and cool the device through it. */
+  temperatureC?: number;
   maxRunning = 0;
   closed = false;
   private readonly timers = new Set<{ timer: NodeJS.Timeout; reject: (e: Error) => void }>();
@@ -73,7 +75,7 @@ export class FakeDevice implements Device {
   }
 
   telemetry(): DeviceTelemetry {
-    return { simulated: false };
+    return { simulated: false, temperatureC: this.temperatureC };
   }
 
   peakOpsPerSec(_precision: Precision): number | undefined {

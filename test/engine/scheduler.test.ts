@@ -210,3 +210,61 @@ describe('scheduler', function () {
     assert.equal(engine.getStats().graphs[g.id].rejected, cases.length);
   });
 });
+
+describe('thermal-aware scheduling', function () {
+  let engine: InferenceEngine;
+  afterEach(async function () {
+    await engine?.close();
+  });
+
+  async function share(e: InferenceEngine, g: GraphHandle, a: FakeDevice, b: FakeDevice, n = 80): Promise<number> {
+    const before = a.runs;
+    const total = a.runs + b.runs;
+    await Promise.all(Array.from({ length: n }, (_, i) => e.submit(g, feeds(i))));
+    return (a.runs - before) / (a.runs + b.runs - total);
+  }
+
+  it('gives a hot device a smaller share, pauses it at the critical limit, and restores it after cooling', async function () {
+    const a = new FakeDevice({ id: 'a', serviceMs: 2, maxInFlight: 2 });
+    const b = new FakeDevice({ id: 'b', serviceMs: 2, maxInFlight: 2 });
+    engine = new InferenceEngine({ devices: [a, b], thermalIntervalMs: 3_600_000, thermal: { targetC: 70, criticalC: 85, hysteresisC: 5 } });
+    const events: Array<{ deviceId: string; state: string }> = [];
+    engine.on('thermal', (e) => events.push(e));
+    const g = await engine.loadGraph(model);
+    a.temperatureC = b.temperatureC = 50;
+    engine.checkThermal();
+    const cool = await share(engine, g, a, b);
+    assert.ok(cool > 0.35 && cool < 0.65, `cool share ${cool}`);
+
+    a.temperatureC = 75;
+    engine.checkThermal();
+    const hot = await share(engine, g, a, b);
+    assert.ok(hot < cool * 0.75, `hot share ${hot} vs cool ${cool}`);
+    assert.equal(engine.getStats().devices.a.thermal.state, 'hot');
+
+    a.temperatureC = 90;
+    engine.checkThermal();
+    assert.equal(await share(engine, g, a, b), 0);
+
+    a.temperatureC = 60;
+    engine.checkThermal();
+    const back = await share(engine, g, a, b);
+    assert.ok(back > 0.35, `share after cooling ${back}`);
+    assert.deepEqual(events.filter((e) => e.deviceId === 'a').map((e) => e.state), ['hot', 'critical', 'normal']);
+  });
+
+  it('keeps tasks queued, not failed, while the only device is paused hot', async function () {
+    const a = new FakeDevice({ id: 'a', serviceMs: 1, maxInFlight: 2 });
+    engine = new InferenceEngine({ devices: [a], thermalIntervalMs: 3_600_000 });
+    const g = await engine.loadGraph(model);
+    a.temperatureC = 95;
+    engine.checkThermal();
+    const pending = engine.submit(g, feeds(5));
+    await new Promise((r) => setTimeout(r, 30));
+    assert.equal(a.runs, 0);
+    assert.equal(engine.getStats().graphs[g.id].queueDepth, 1);
+    a.temperatureC = 70;
+    engine.checkThermal();
+    assert.equal(((await pending).outputs.output.data as Float32Array)[0], 5);
+  });
+});

@@ -13,6 +13,7 @@ import { elementCount, bytesPerElement, viewOf, type Feeds, type TensorData } fr
 import { validateFeeds } from './validate';
 import { DeviceStats, type DeviceStatsSnapshot } from '../telemetry/device-stats';
 import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../telemetry/stats';
+import { DEFAULT_THERMAL_LIMITS, ThermalPolicy, type ThermalDecision, type ThermalLimits } from './thermal-policy';
 
 export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
 
@@ -32,6 +33,10 @@ export interface EngineOptions {
   idleGraphMs?: number;
   /** How long a released device stays open, so a redeploy finds it (ms). */
   idleDeviceMs?: number;
+  /** Thermal limits applied to every device (a device's own can be set with setThermalLimits). */
+  thermal?: Partial<ThermalLimits>;
+  /** How often device temperatures are read (ms). */
+  thermalIntervalMs?: number;
 }
 
 export interface GraphOptions {
@@ -105,7 +110,7 @@ export interface EngineStats {
   /** totalTops / targetTops (null without a target). */
   performanceRatio: number | null;
   simulated: boolean;
-  devices: Record<string, DeviceStatsSnapshot>;
+  devices: Record<string, DeviceStatsSnapshot & { thermal: ThermalDecision }>;
   graphs: Record<string, GraphStats>;
   eventLoopDelayMs: { p50: number; p99: number; maxMs: number; meanMs: number };
   /** Pooled host memory: 'host' (tensors callers fill) and one pool per device that has one. */
@@ -165,6 +170,7 @@ export interface GraphHandle {
 
 const SERVICE_EWMA = 0.2;
 const IN_FLIGHT_COVER_MS = 2;
+const SLOWDOWN_MIN_SAMPLES = 20;
 
 function now(): number {
   return performance.now();
@@ -181,6 +187,13 @@ export class InferenceEngine extends EventEmitter {
   private readonly stats = new Map<string, DeviceStats>();
   private readonly busy = new Map<string, number>();
   private readonly serviceMs = new Map<string, number>();
+  /**
+   * Smoothed service time per device, graph and load level (executors busy), with the best seen:
+   * slower than the best at the same load means the device itself slowed down (throttling).
+   */
+  private readonly serviceAtLoad = new Map<string, { ewma: number; best: number; samples: number }>();
+  private readonly thermal = new Map<string, ThermalPolicy>();
+  private readonly thermalTimer: NodeJS.Timeout;
   private readonly graphs = new Map<string, GraphEntry>();
   private readonly loadingGraphs = new Map<string, Promise<GraphEntry>>();
   private readonly cache: LruCache<string, { graph: GraphEntry; deviceId: string }>;
@@ -196,6 +209,44 @@ export class InferenceEngine extends EventEmitter {
     this.cache = new LruCache(options.maxCachedGraphs ?? 10, (_key, { graph, deviceId }) => this.evict(graph, deviceId));
     for (const d of options.devices ?? []) this.addDevice(d);
     this.eventLoop.start();
+    this.thermalTimer = setInterval(() => this.checkThermal(), options.thermalIntervalMs ?? 500);
+    this.thermalTimer.unref();
+  }
+
+  // ---------------------------------------------------------------- thermal
+
+  /** Limits for one device (the thermal-guard node sets them). */
+  setThermalLimits(deviceId: string, limits: Partial<ThermalLimits>): void {
+    this.thermal.set(deviceId, new ThermalPolicy({ ...DEFAULT_THERMAL_LIMITS, ...this.options.thermal, ...limits }));
+  }
+
+  thermalState(deviceId: string): ThermalDecision | undefined {
+    return this.thermal.get(deviceId)?.decision;
+  }
+
+  /** How much slower than its best a device now runs the graphs it runs (1 = as fast as ever). */
+  private slowdown(deviceId: string): number {
+    let worst = 1;
+    for (const [key, { ewma, best, samples }] of this.serviceAtLoad) {
+      if (samples >= SLOWDOWN_MIN_SAMPLES && key.startsWith(`${deviceId}|`)) worst = Math.max(worst, ewma / best);
+    }
+    return worst;
+  }
+
+  /** Reads every device's telemetry and moves work away from hot ones (see ThermalPolicy). */
+  checkThermal(): void {
+    let freed = false;
+    for (const device of this.devices.values()) {
+      const policy = this.thermal.get(device.id)!;
+      const before = policy.state;
+      const t = device.telemetry();
+      const decision = policy.update({ temperatureC: t.temperatureC, throttleLevel: t.throttleLevel, slowdown: this.slowdown(device.id) });
+      if (decision.state !== before) {
+        this.emit('thermal', { deviceId: device.id, temperatureC: t.temperatureC, ...decision, previous: before });
+        freed ||= before === 'critical';
+      }
+    }
+    if (freed) this.pump();
   }
 
   // ---------------------------------------------------------------- devices
@@ -205,6 +256,7 @@ export class InferenceEngine extends EventEmitter {
     this.devices.set(device.id, device);
     this.stats.set(device.id, new DeviceStats(device));
     this.busy.set(device.id, 0);
+    if (!this.thermal.has(device.id)) this.setThermalLimits(device.id, {});
     // Graphs already in use load onto the new device in the background.
     for (const g of this.graphs.values()) if (g.refs > 0 && this.placed(g, device)) void this.ensureLoaded(g, device);
     this.emit('devices');
@@ -545,10 +597,13 @@ export class InferenceEngine extends EventEmitter {
     task.reject(error);
   }
 
-  /** Expected time for `device` to finish one more task of `g`, from measured service times. */
-  private expectedFinish(device: Device, g: GraphEntry): number {
+  /**
+   * Expected time for `device` to finish one more task of `g`, from measured service times,
+   * stretched for a hot device so it gets a smaller share.
+   */
+  private expectedFinish(device: Device, g: GraphEntry, share: number): number {
     const service = this.serviceMs.get(`${device.id}|${g.id}`) ?? 0;
-    return ((this.busy.get(device.id)! + 1) / device.parallelism) * service;
+    return ((this.busy.get(device.id)! + 1) / device.parallelism) * (service / share);
   }
 
   /**
@@ -563,20 +618,33 @@ export class InferenceEngine extends EventEmitter {
     return Math.min(device.maxInFlight, device.parallelism * perExecutor);
   }
 
+  /**
+   * The device expected to finish the task first. A hot device keeps a share of its slots in
+   * proportion to its thermal share, and is passed over while a cooler device that could take the
+   * task would finish it sooner even after waiting for a slot: that is what moves work away from it.
+   */
   private pickDevice(task: Task): Device | undefined {
     let best: Device | undefined;
     let bestCost = Infinity;
+    let coolestWaitingCost = Infinity;
     for (const device of this.devices.values()) {
-      if (this.busy.get(device.id)! >= this.inFlightLimit(device, task.graph)) continue;
       if (!task.graph.loaded.has(device.id)) continue;
       if (task.deviceId && task.deviceId !== device.id) continue;
       if (task.tried.has(device.id) && task.tried.size < task.graph.loaded.size) continue;
-      const cost = this.expectedFinish(device, task.graph);
+      const share = this.thermal.get(device.id)!.share;
+      if (share === 0) continue; // paused at its critical temperature
+      const cost = this.expectedFinish(device, task.graph, share);
+      const limit = Math.max(1, Math.floor(this.inFlightLimit(device, task.graph) * share));
+      if (this.busy.get(device.id)! >= limit) {
+        if (share === 1) coolestWaitingCost = Math.min(coolestWaitingCost, cost);
+        continue;
+      }
       if (cost < bestCost || (cost === bestCost && best && this.busy.get(device.id)! < this.busy.get(best.id)!)) {
         best = device;
         bestCost = cost;
       }
     }
+    if (best && this.thermal.get(best.id)!.share < 1 && coolestWaitingCost < bestCost) return undefined;
     return best;
   }
 
@@ -614,7 +682,9 @@ export class InferenceEngine extends EventEmitter {
     task.dispatchedAt = now();
     task.tried.add(device.id);
     g.inFlight++;
-    this.busy.set(device.id, this.busy.get(device.id)! + 1);
+    const busy = this.busy.get(device.id)! + 1;
+    this.busy.set(device.id, busy);
+    const loadLevel = Math.min(busy, device.parallelism);
     stats.onSubmit();
     const inputs: NamedTensor[] = g.info.inputs.map((i) => ({ name: i.name, ...task.feeds[i.name] }));
     device.run({ graphKey: this.cacheKey(g, device.id), inputs, outputs: this.outputSpecs(g, task.batchSize) }).then(
@@ -627,9 +697,7 @@ export class InferenceEngine extends EventEmitter {
           inferMs: result.inferMs,
           totalMs: now() - task.submittedAt,
         };
-        const key = `${device.id}|${g.id}`;
-        const prev = this.serviceMs.get(key);
-        this.serviceMs.set(key, prev === undefined ? result.inferMs : prev + SERVICE_EWMA * (result.inferMs - prev));
+        this.recordService(`${device.id}|${g.id}`, loadLevel, result.inferMs);
         stats.onComplete(timings, task.batchSize, g.ops.total, g.info.precision);
         g.latency.record(timings.totalMs);
         g.counts.completed++;
@@ -667,6 +735,20 @@ export class InferenceEngine extends EventEmitter {
       this.fail(task, new DeviceError(`no device can run ${g.name}: ${why}`, 'none'), 'failed');
     }
     this.checkDrained(g);
+  }
+
+  private recordService(key: string, loadLevel: number, ms: number): void {
+    const prev = this.serviceMs.get(key);
+    this.serviceMs.set(key, prev === undefined ? ms : prev + SERVICE_EWMA * (ms - prev));
+    const atLoad = this.serviceAtLoad.get(`${key}|${loadLevel}`);
+    if (!atLoad) {
+      this.serviceAtLoad.set(`${key}|${loadLevel}`, { ewma: ms, best: ms, samples: 1 });
+      return;
+    }
+    atLoad.ewma += SERVICE_EWMA * (ms - atLoad.ewma);
+    atLoad.samples++;
+    // the best counts only once the average has settled
+    if (atLoad.samples <= SLOWDOWN_MIN_SAMPLES || atLoad.ewma < atLoad.best) atLoad.best = atLoad.ewma;
   }
 
   private hasOtherDevice(task: Task): boolean {
@@ -708,7 +790,7 @@ export class InferenceEngine extends EventEmitter {
   // ---------------------------------------------------------------- statistics
 
   getStats(): EngineStats {
-    const devices: Record<string, DeviceStatsSnapshot> = {};
+    const devices: EngineStats['devices'] = {};
     const topsPerDevice: Record<string, number> = {};
     let tasksPerSec = 0;
     let inferencesPerSec = 0;
@@ -717,7 +799,7 @@ export class InferenceEngine extends EventEmitter {
     let anyPeak = false;
     let simulated = false;
     for (const [id, s] of this.stats) {
-      const snap = s.snapshot(this.busy.get(id) ?? 0, this.queuedFor(id));
+      const snap = { ...s.snapshot(this.busy.get(id) ?? 0, this.queuedFor(id)), thermal: this.thermal.get(id)!.decision };
       devices[id] = snap;
       if (snap.removed) continue;
       topsPerDevice[id] = snap.achievedTops;
@@ -794,6 +876,7 @@ export class InferenceEngine extends EventEmitter {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearInterval(this.thermalTimer);
     for (const held of this.deviceRefs.values()) clearTimeout(held.idleTimer);
     this.deviceRefs.clear();
     for (const g of this.graphs.values()) {
