@@ -172,3 +172,22 @@ describe('engine on the cpu device (worker threads)', function () {
     assert.equal(again.deviceId, 'a');
   });
 });
+
+describe('execution providers', function () {
+  it('falls back to cpu when a requested provider throws at session creation, and says why', async function () {
+    const engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu', workers: 1 })] });
+    const warnings: Error[] = [];
+    engine.on('warning', (w: Error) => warnings.push(w));
+    try {
+      const g = await engine.loadGraph(mlp, { session: { executionProviders: ['cuda'] } });
+      const r = await engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: new Float32Array(784) } });
+      assert.deepEqual(r.outputs.output.dims, [1, 10]);
+      const placement = engine.getStats().graphs[g.id].placement.cpu;
+      assert.equal(placement.executionProvider, 'cpu');
+      assert.match(placement.fallbackReason!, /^cuda unavailable \(.+\); using cpu$/);
+      assert.ok(warnings.some((w) => /cuda unavailable/.test(w.message)));
+    } finally {
+      await engine.close();
+    }
+  });
+});

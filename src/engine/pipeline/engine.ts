@@ -94,6 +94,10 @@ export interface GraphStats {
   expired: number;
   retried: number;
   latencyMs: LatencySummary;
+  /** Where the graph is loaded and which execution provider runs it (with the reason for any fallback). */
+  placement: Record<string, { executionProvider: string; fallbackReason?: string }>;
+  /** Devices that could not load it, and why. */
+  loadErrors: Record<string, string>;
 }
 
 export interface EngineStats {
@@ -442,6 +446,7 @@ export class InferenceEngine extends EventEmitter {
           if (!this.devices.has(device.id)) return undefined;
           graph.loaded.set(device.id, dg);
           graph.loadErrors.delete(device.id);
+          if (dg.fallbackReason) this.emit('warning', new ModelLoadError(`${graph.name} on ${device.id}: ${dg.fallbackReason}`));
           this.cache.set(key, { graph, deviceId: device.id });
           this.pump();
           return dg;
@@ -826,6 +831,8 @@ export class InferenceEngine extends EventEmitter {
         queuePolicy: g.queuePolicy,
         ...g.counts,
         latencyMs: g.latency.summary(),
+        placement: Object.fromEntries([...g.loaded].map(([d, dg]) => [d, { executionProvider: dg.executionProvider, ...(dg.fallbackReason ? { fallbackReason: dg.fallbackReason } : {}) }])),
+        loadErrors: Object.fromEntries(g.loadErrors),
       };
     }
     const c = this.cache.stats();

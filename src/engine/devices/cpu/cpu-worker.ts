@@ -33,7 +33,6 @@ interface NativeSession {
  */
 function loadNativeBinding(): { InferenceSession: new () => NativeSession } | undefined {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require('onnxruntime-node/dist/binding.js') as { binding?: { InferenceSession?: new () => NativeSession }; initOrt?: () => void };
     if (typeof mod.initOrt !== 'function' || typeof mod.binding?.InferenceSession !== 'function') return undefined;
     mod.initOrt();
@@ -57,34 +56,32 @@ function ortOptions(session: SessionSettings, threads: number, providers: string
   return options;
 }
 
-async function openSession(model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): Promise<SyncSession> {
+function openSession(model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): SyncSession {
   if (!native) throw new Error('onnxruntime-node native binding not found (dist/binding.js); install the onnxruntime-node version package.json pins');
-  {
-    const s = new native.InferenceSession();
-    if (typeof model === 'string') s.loadModel(model, options);
-    else s.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
-    return {
-      inputNames: s.inputMetadata.map((m) => m.name),
-      outputNames: s.outputMetadata.map((m) => m.name),
-      run: (feeds, fetches) => s.run(feeds, fetches, {}),
-      release: () => s.dispose?.(),
-    };
-  }
+  const s = new native.InferenceSession();
+  if (typeof model === 'string') s.loadModel(model, options);
+  else s.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
+  return {
+    inputNames: s.inputMetadata.map((m) => m.name),
+    outputNames: s.outputMetadata.map((m) => m.name),
+    run: (feeds, fetches) => s.run(feeds, fetches, {}),
+    release: () => s.dispose?.(),
+  };
 }
 
 /** Tries the requested providers; a provider that throws at creation (cuda, tensorrt, webgpu here) falls back to cpu. */
-async function openWithFallback(msg: Extract<ToWorker, { op: 'load' }>): Promise<{ session: SyncSession; provider: string; fallbackReason?: string }> {
+function openWithFallback(msg: Extract<ToWorker, { op: 'load' }>): { session: SyncSession; provider: string; fallbackReason?: string } {
   const wanted = (msg.session.executionProviders ?? ['cpu']).filter((p) => p !== 'cpu');
   let fallbackReason: string | undefined;
   for (const provider of wanted) {
     try {
-      const session = await openSession(msg.model, ortOptions(msg.session, msg.threads, [provider, 'cpu'], msg.affinity));
+      const session = openSession(msg.model, ortOptions(msg.session, msg.threads, [provider, 'cpu'], msg.affinity));
       return { session, provider };
     } catch (err) {
       fallbackReason = `${provider} unavailable (${(err as Error).message.split('\n')[0]}); using cpu`;
     }
   }
-  const session = await openSession(msg.model, ortOptions(msg.session, msg.threads, ['cpu'], msg.affinity));
+  const session = openSession(msg.model, ortOptions(msg.session, msg.threads, ['cpu'], msg.affinity));
   return { session, provider: 'cpu', fallbackReason };
 }
 
@@ -200,14 +197,14 @@ port.on('message', (msg: ToWorker) => {
       if (pendingRuns.length === 1) setImmediate(runPending);
       break;
     case 'load':
-      openWithFallback(msg).then(
-        ({ session, provider, fallbackReason }) => {
-          sessions.get(msg.key)?.release();
-          sessions.set(msg.key, session);
-          post({ op: 'loaded', key: msg.key, inputNames: session.inputNames, outputNames: session.outputNames, executionProvider: provider, fallbackReason });
-        },
-        (err: Error) => post({ op: 'loadFailed', key: msg.key, message: err.message }),
-      );
+      try {
+        const { session, provider, fallbackReason } = openWithFallback(msg);
+        sessions.get(msg.key)?.release();
+        sessions.set(msg.key, session);
+        post({ op: 'loaded', key: msg.key, inputNames: session.inputNames, outputNames: session.outputNames, executionProvider: provider, fallbackReason });
+      } catch (err) {
+        post({ op: 'loadFailed', key: msg.key, message: (err as Error).message });
+      }
       break;
     case 'unload':
       sessions.get(msg.key)?.release();
