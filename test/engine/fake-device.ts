@@ -23,6 +23,7 @@ export class FakeDevice implements Device {
   readonly parallelism: number;
   runs = 0;
   running = 0;
+  batchSizes: number[] = [];
   /** What telemetry() reports; tests heat and cool the device through it. */
   temperatureC?: number;
   maxRunning = 0;
@@ -63,10 +64,14 @@ export class FakeDevice implements Device {
             reject(new DeviceError(`${this.id}: injected failure on run ${ordinal}`, this.id));
             return;
           }
-          const input = request.inputs[0].data as Float32Array;
-          let sum = 0;
-          for (const v of input) sum += v;
-          const output: TensorData = { type: 'float32', dims: [1, 1], data: new Float32Array([sum]) };
+          // one output row per input row: the row's sum, so tests can match results to tasks
+          const input = request.inputs[0];
+          const rows = input.dims[0];
+          const width = input.data.length / rows;
+          const sums = new Float32Array(rows);
+          for (let r = 0; r < rows; r++) for (let c = 0; c < width; c++) sums[r] += (input.data as Float32Array)[r * width + c];
+          this.batchSizes.push(rows);
+          const output: TensorData = { type: 'float32', dims: [rows, 1], data: sums };
           resolve({ outputs: { output }, inferMs: this.options.serviceMs ?? 1, deviceQueueMs: 0 });
         }, this.options.serviceMs ?? 1),
       };

@@ -4,6 +4,7 @@ import { buildMlp } from '../../src/engine/graph/builder';
 import { DeadlineExceededError, DeviceError, EngineClosedError, InputError, QueueFullError } from '../../src/engine/errors';
 import { mulberry32 } from '../../src/engine/graph/builder';
 import { FakeDevice } from './fake-device';
+import { BatchController } from '../../src/engine/pipeline/batcher';
 
 const model = buildMlp({ inputSize: 4, hidden: [8], outputSize: 1, seed: 3 });
 
@@ -266,5 +267,107 @@ describe('thermal-aware scheduling', function () {
     a.temperatureC = 70;
     engine.checkThermal();
     assert.equal(((await pending).outputs.output.data as Float32Array)[0], 5);
+  });
+});
+
+describe('dynamic batching', function () {
+  let engine: InferenceEngine;
+  afterEach(async function () {
+    await engine?.close();
+  });
+
+  it('coalesces queued tasks into batched runs and gives each task its own rows, in order', async function () {
+    const d = new FakeDevice({ id: 'a', serviceMs: 5, maxInFlight: 2 });
+    engine = new InferenceEngine({ devices: [d] });
+    const g = await engine.loadGraph(model, { batching: { maxBatchSize: 8, adaptive: false, maxDelayMs: 1 } });
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => engine.submit(g, feeds(i))));
+    results.forEach((r, i) => {
+      assert.deepEqual(r.outputs.output.dims, [1, 1]);
+      assert.equal((r.outputs.output.data as Float32Array)[0], i);
+    });
+    assert.ok(Math.max(...d.batchSizes) === 8, `batch sizes ${d.batchSizes}`);
+    assert.ok(d.runs < 40 / 2, `${d.runs} runs for 40 tasks`);
+    const s = engine.getStats().graphs[g.id].batching;
+    assert.equal(s.enabled, true);
+    assert.ok(s.avgBatchSize > 2);
+    assert.ok(results.some((r) => r.batchSize === 8), 'results say how big a batch carried them');
+  });
+
+  it('splits tasks of different shapes into compatible groups instead of failing', async function () {
+    const d = new FakeDevice({ id: 'a', serviceMs: 5, maxInFlight: 1 });
+    engine = new InferenceEngine({ devices: [d] });
+    const g = await engine.loadGraph(model, { batching: { maxBatchSize: 16, adaptive: false, maxDelayMs: 1 } });
+    const two = (v: number) => ({ input: { type: 'float32' as const, dims: [2, 4], data: new Float32Array([v, 0, 0, 0, v + 1, 0, 0, 0]) } });
+    const tasks = [engine.submit(g, feeds(1)), engine.submit(g, two(10)), engine.submit(g, feeds(2)), engine.submit(g, two(20))];
+    const r = await Promise.all(tasks);
+    assert.deepEqual(Array.from(r[1].outputs.output.data as Float32Array), [10, 11]);
+    assert.deepEqual(Array.from(r[3].outputs.output.data as Float32Array), [20, 21]);
+    assert.equal((r[2].outputs.output.data as Float32Array)[0], 2);
+  });
+
+  it('runs a model with a fixed batch dimension unbatched and says so', async function () {
+    engine = new InferenceEngine({ devices: [new FakeDevice({ id: 'a' })] });
+    const warnings: Error[] = [];
+    engine.on('warning', (w: Error) => warnings.push(w));
+    const fixed = buildMlp({ inputSize: 4, hidden: [8], outputSize: 1, seed: 3, batch: 1 });
+    const g = await engine.loadGraph(fixed, { batching: true });
+    const s = engine.getStats().graphs[g.id].batching;
+    assert.equal(s.enabled, false);
+    assert.match(s.reason!, /runs unbatched: input 'input' has a fixed batch dimension \(1\)/);
+    assert.ok(warnings.some((w) => /fixed batch dimension/.test(w.message)));
+    assert.equal(((await engine.submit(g, feeds(3))).outputs.output.data as Float32Array)[0], 3);
+  });
+
+  it('grows batches under a backlog, for throughput', async function () {
+    const d = new FakeDevice({ id: 'a', serviceMs: 2, maxInFlight: 1 });
+    engine = new InferenceEngine({ devices: [d] });
+    const g = await engine.loadGraph(model, { queueCapacity: 4000, batching: { maxBatchSize: 32, targetLatencyMs: 2, adaptive: true } });
+    await Promise.all(Array.from({ length: 3000 }, (_, i) => engine.submit(g, feeds(i % 7))));
+    const s = engine.getStats().graphs[g.id].batching;
+    assert.ok(s.cap! > 1, `cap ${s.cap}`);
+    assert.ok(Math.max(...d.batchSizes) > 1);
+  });
+});
+
+describe('batch controller', function () {
+  const options = { minBatchSize: 1, maxBatchSize: 32, maxDelayMs: 2, targetLatencyMs: 10, adaptive: true };
+  function drive(c: BatchController, clock: { t: number }, latencyMs: number, samples: (cap: number) => number, behind: number, windows = 1) {
+    for (let w = 0; w < windows; w++) {
+      clock.t += 60;
+      for (let i = 0; i < 32; i++) {
+        c.onTask(latencyMs);
+        c.onBatch(samples(c.cap), behind);
+      }
+    }
+  }
+
+  it('grows with full batches under the target, halves over it, and grows anyway under a backlog', function () {
+    const clock = { t: 0 };
+    const c = new BatchController(options, () => clock.t);
+    drive(c, clock, 3, (cap) => cap, 0, 8);
+    const grown = c.cap;
+    assert.ok(grown >= 8, `grew to ${grown}`);
+    drive(c, clock, 15, (cap) => cap, 0);
+    assert.equal(c.cap, Math.floor(grown / 2));
+    drive(c, clock, 15, (cap) => cap, 1000, 3);
+    assert.ok(c.cap > Math.floor(grown / 2), 'a backlog means more throughput, not smaller batches');
+    drive(c, clock, 1, (cap) => cap, 0, 40);
+    assert.equal(c.cap, 32, 'never above maxBatchSize');
+  });
+
+  it('waits longer for batch-mates only while latency has headroom, never past maxDelayMs', function () {
+    const clock = { t: 0 };
+    const c = new BatchController(options, () => clock.t);
+    drive(c, clock, 1, () => 1, 0, 100);
+    assert.ok(c.delayMs > 0 && c.delayMs <= 2, `delay ${c.delayMs}`);
+    const before = c.delayMs;
+    drive(c, clock, 20, () => 1, 0);
+    assert.equal(c.delayMs, before / 2);
+  });
+
+  it('a fixed policy always coalesces up to maxBatchSize and waits maxDelayMs', function () {
+    const c = new BatchController({ ...options, adaptive: false });
+    assert.equal(c.cap, 32);
+    assert.equal(c.delayMs, 2);
   });
 });

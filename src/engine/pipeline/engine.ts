@@ -13,6 +13,7 @@ import { elementCount, bytesPerElement, viewOf, type Feeds, type TensorData } fr
 import { validateFeeds } from './validate';
 import { DeviceStats, type DeviceStatsSnapshot } from '../telemetry/device-stats';
 import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../telemetry/stats';
+import { BatchController, DEFAULT_BATCHING, concatFeeds, shapeKey, splitOutputs, unbatchableReason, type BatchingOptions } from './batcher';
 import { DEFAULT_THERMAL_LIMITS, ThermalPolicy, type ThermalDecision, type ThermalLimits } from './thermal-policy';
 
 export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
@@ -47,6 +48,8 @@ export interface GraphOptions {
   name?: string;
   /** Run only on these devices (default: every registered device, including ones added later). */
   devices?: string[];
+  /** Coalesce compatible tasks into batched runs (true: adaptive defaults). */
+  batching?: BatchingOptions | boolean;
 }
 
 export interface SubmitOptions {
@@ -98,6 +101,7 @@ export interface GraphStats {
   placement: Record<string, { executionProvider: string; fallbackReason?: string }>;
   /** Devices that could not load it, and why. */
   loadErrors: Record<string, string>;
+  batching: { enabled: boolean; reason?: string; cap?: number; delayMs?: number; maxBatchSize?: number; targetLatencyMs?: number; runs: number; avgBatchSize: number };
 }
 
 export interface EngineStats {
@@ -135,6 +139,8 @@ interface Task {
   tried: Set<string>;
   retries: number;
   settled: boolean;
+  /** Shape after the batch dimension, for grouping into batches. */
+  shapeKey?: string;
   resolve(result: TaskResult): void;
   reject(error: Error): void;
 }
@@ -163,6 +169,12 @@ interface GraphEntry {
   drained?: () => void;
   idleTimer?: NodeJS.Timeout;
   placement?: string[];
+  batching?: { options: Required<BatchingOptions>; controller: BatchController };
+  /** Why batching was asked for but is off (a fixed batch dimension). */
+  unbatchedReason?: string;
+  batchTimer?: NodeJS.Timeout;
+  batches: number;
+  batchedSamples: number;
 }
 
 export interface GraphHandle {
@@ -356,6 +368,7 @@ export class InferenceEngine extends EventEmitter {
       for (const deviceId of this.devices.keys()) this.cache.get(this.cacheKey(existing, deviceId));
       if (options.queueCapacity) existing.queueCapacity = options.queueCapacity;
       if (options.queuePolicy) existing.queuePolicy = options.queuePolicy;
+      if (options.batching !== undefined) this.configureBatching(existing, options.batching);
       return this.handle(existing);
     }
     const loading = this.createGraph(id, hash, bytes, model, session, sessionKey, options);
@@ -403,7 +416,10 @@ export class InferenceEngine extends EventEmitter {
       counts: { submitted: 0, completed: 0, failed: 0, dropped: 0, rejected: 0, expired: 0, retried: 0 },
       latency: new LatencyHistogram(),
       placement: options.devices,
+      batches: 0,
+      batchedSamples: 0,
     };
+    this.configureBatching(graph, options.batching);
     const firstInput = info.inputs[0];
     if (firstInput && typeof firstInput.dims[0] === 'string') graph.batchSymbol = firstInput.dims[0];
     const targets = [...this.devices.values()].filter((d) => this.placed(graph, d));
@@ -417,6 +433,20 @@ export class InferenceEngine extends EventEmitter {
     }
     this.graphs.set(id, graph);
     return graph;
+  }
+
+  private configureBatching(graph: GraphEntry, batching: BatchingOptions | boolean | undefined): void {
+    graph.batching = undefined;
+    graph.unbatchedReason = undefined;
+    if (!batching) return;
+    const reason = unbatchableReason(graph.info);
+    if (reason) {
+      graph.unbatchedReason = `runs unbatched: ${reason}`;
+      this.emit('warning', new InputError(`${graph.name} ${graph.unbatchedReason}`));
+      return;
+    }
+    const options = { ...DEFAULT_BATCHING, ...(batching === true ? {} : batching) };
+    graph.batching = { options, controller: new BatchController(options) };
   }
 
   private placed(graph: GraphEntry, device: Device): boolean {
@@ -556,6 +586,7 @@ export class InferenceEngine extends EventEmitter {
         reject,
       };
       g.counts.submitted++;
+      if (g.batching) task.shapeKey = shapeKey(g.info, feeds);
       if (options.deadlineMs !== undefined) {
         task.deadline = t + options.deadlineMs;
         task.deadlineTimer = setTimeout(() => this.expire(task), options.deadlineMs);
@@ -618,6 +649,8 @@ export class InferenceEngine extends EventEmitter {
    * the rest in the engine's queue lets queue policies (drop-oldest) and other devices act on them.
    */
   private inFlightLimit(device: Device, g: GraphEntry): number {
+    // batching: one run per executor plus one waiting, so tasks gather in the queue as batches
+    if (g.batching) return Math.min(device.maxInFlight, device.parallelism * 2);
     const service = this.serviceMs.get(`${device.id}|${g.id}`);
     const perExecutor = service ? Math.max(2, Math.ceil(IN_FLIGHT_COVER_MS / service)) : 2;
     return Math.min(device.maxInFlight, device.parallelism * perExecutor);
@@ -672,7 +705,9 @@ export class InferenceEngine extends EventEmitter {
             if (g.loaded.size === 0 && g.loading.size === 0) this.failUnrunnable(g);
             continue;
           }
-          this.start(g.queue.shift()!, device);
+          const group = this.takeGroup(g);
+          if (!group) continue;
+          this.start(group, device);
           progressed = true;
         }
       }
@@ -681,54 +716,114 @@ export class InferenceEngine extends EventEmitter {
     }
   }
 
-  private start(task: Task, device: Device): void {
-    const g = task.graph;
+  /**
+   * Runs a group of tasks (one, or a batch of compatible ones) as one request on `device`, then
+   * hands each task its own rows of the result.
+   */
+  private start(tasks: Task[], device: Device): void {
+    const g = tasks[0].graph;
     const stats = this.stats.get(device.id)!;
-    task.dispatchedAt = now();
-    task.tried.add(device.id);
-    g.inFlight++;
+    const dispatchedAt = now();
+    let samples = 0;
+    for (const task of tasks) {
+      task.dispatchedAt = dispatchedAt;
+      task.tried.add(device.id);
+      samples += task.batchSize;
+    }
+    g.inFlight += tasks.length;
     const busy = this.busy.get(device.id)! + 1;
     this.busy.set(device.id, busy);
-    const loadLevel = Math.min(busy, device.parallelism);
-    stats.onSubmit();
-    const inputs: NamedTensor[] = g.info.inputs.map((i) => ({ name: i.name, ...task.feeds[i.name] }));
-    device.run({ graphKey: this.cacheKey(g, device.id), inputs, outputs: this.outputSpecs(g, task.batchSize) }).then(
+    // service time is compared at equal load and batch size, so slowing down means the device did
+    const loadKey = `${Math.min(busy, device.parallelism)}|${Math.ceil(Math.log2(samples + 1))}`;
+    stats.onDispatch(tasks.length);
+    const feeds = tasks.length === 1 ? tasks[0].feeds : concatFeeds(g.info, tasks.map((t) => t.feeds), samples);
+    const inputs: NamedTensor[] = g.info.inputs.map((i) => ({ name: i.name, ...feeds[i.name] }));
+    device.run({ graphKey: this.cacheKey(g, device.id), inputs, outputs: this.outputSpecs(g, samples) }).then(
       (result) => {
-        this.finish(task, device);
-        if (task.settled) return;
-        const timings: TaskTimings = {
-          queueMs: task.dispatchedAt - task.submittedAt,
-          deviceQueueMs: result.deviceQueueMs,
-          inferMs: result.inferMs,
-          totalMs: now() - task.submittedAt,
-        };
-        this.recordService(`${device.id}|${g.id}`, loadLevel, result.inferMs);
-        stats.onComplete(timings, task.batchSize, g.ops.total, g.info.precision);
-        g.latency.record(timings.totalMs);
-        g.counts.completed++;
-        task.settled = true;
-        if (task.deadlineTimer) clearTimeout(task.deadlineTimer);
-        task.resolve({ id: task.id, graphId: g.id, deviceId: device.id, outputs: result.outputs, timings, batchSize: task.batchSize, retries: task.retries });
+        this.finish(tasks, device);
+        this.recordService(`${device.id}|${g.id}`, loadKey, result.inferMs);
+        stats.onRun(result.inferMs, samples, g.ops.total, g.info.precision);
+        g.batches++;
+        g.batchedSamples += samples;
+        const parts = tasks.length === 1 ? [result.outputs] : splitOutputs(result.outputs, tasks.map((t) => t.batchSize));
+        const done = now();
+        tasks.forEach((task, i) => {
+          if (task.settled) return;
+          const timings: TaskTimings = { queueMs: task.dispatchedAt - task.submittedAt, deviceQueueMs: result.deviceQueueMs, inferMs: result.inferMs, totalMs: done - task.submittedAt };
+          stats.onTaskDone(timings.totalMs);
+          g.latency.record(timings.totalMs);
+          g.batching?.controller.onTask(timings.totalMs);
+          g.counts.completed++;
+          task.settled = true;
+          if (task.deadlineTimer) clearTimeout(task.deadlineTimer);
+          task.resolve({ id: task.id, graphId: g.id, deviceId: device.id, outputs: parts[i], timings, batchSize: samples, retries: task.retries });
+        });
       },
       (err: Error) => {
-        this.finish(task, device);
-        stats.onFail();
-        if (task.settled) return;
-        // A pooled input that moved to a worker which then died is gone: nothing to retry with.
-        const inputsIntact = inputs.every((t) => t.data.buffer.byteLength > 0);
-        const canRetry = err instanceof DeviceError && inputsIntact && task.retries < (this.options.maxRetries ?? 1) && !task.deviceId && this.hasOtherDevice(task) && !this.closed;
-        if (canRetry) {
-          task.retries++;
-          g.counts.retried++;
-          stats.onRetry();
-          g.queue.unshift(task); // a retry goes first: it has waited longest
-          this.pump();
-          return;
+        this.finish(tasks, device);
+        stats.onFail(tasks.length);
+        const retries: Task[] = [];
+        for (const task of tasks) {
+          if (task.settled) continue;
+          // A pooled input that moved to a worker which then died is gone: nothing to retry with.
+          const inputsIntact = Object.values(task.feeds).every((t) => t.data.buffer.byteLength > 0);
+          const canRetry = err instanceof DeviceError && inputsIntact && task.retries < (this.options.maxRetries ?? 1) && !task.deviceId && this.hasOtherDevice(task) && !this.closed;
+          if (canRetry) {
+            task.retries++;
+            g.counts.retried++;
+            retries.push(task);
+          } else {
+            g.counts.failed++;
+            this.fail(task, err, 'failed');
+          }
         }
-        g.counts.failed++;
-        this.fail(task, err, 'failed');
+        if (retries.length) {
+          stats.onRetry(retries.length);
+          g.queue.unshift(...retries); // retries go first: they have waited longest
+          this.pump();
+        }
       },
     );
+  }
+
+  /**
+   * The tasks to run next for `g`: the head of its queue, plus (when batching) compatible tasks
+   * behind it up to the batch cap. Undefined means "wait for batch-mates" (a timer re-pumps).
+   */
+  private takeGroup(g: GraphEntry): Task[] | undefined {
+    const first = g.queue[0];
+    const batching = g.batching;
+    if (!batching || first.retries > 0 || first.deviceId) return [g.queue.shift()!];
+    const cap = batching.controller.cap;
+    const picked: number[] = [];
+    let samples = 0;
+    // bounded scan: a queue of other shapes must not make every dispatch walk the whole queue
+    for (let i = 0; i < g.queue.length && i < cap * 4 && samples < cap; i++) {
+      const t = g.queue[i];
+      if (t.retries > 0 || t.deviceId || t.shapeKey !== first.shapeKey) continue;
+      if (picked.length && samples + t.batchSize > cap) continue;
+      picked.push(i);
+      samples += t.batchSize;
+    }
+    const waitMs = batching.controller.delayMs - (now() - first.submittedAt);
+    if (samples < cap && waitMs > 0) {
+      if (!g.batchTimer) {
+        g.batchTimer = setTimeout(() => {
+          g.batchTimer = undefined;
+          this.pump();
+        }, waitMs);
+        g.batchTimer.unref?.();
+      }
+      return undefined;
+    }
+    let group: Task[];
+    if (picked[picked.length - 1] === picked.length - 1) group = g.queue.splice(0, picked.length);
+    else {
+      group = picked.map((i) => g.queue[i]);
+      for (let k = picked.length - 1; k >= 0; k--) g.queue.splice(picked[k], 1);
+    }
+    batching.controller.onBatch(samples, g.queue.length);
+    return group;
   }
 
   /** No device has the graph and none is loading it: waiting would be forever, so say why now. */
@@ -742,7 +837,7 @@ export class InferenceEngine extends EventEmitter {
     this.checkDrained(g);
   }
 
-  private recordService(key: string, loadLevel: number, ms: number): void {
+  private recordService(key: string, loadLevel: string, ms: number): void {
     const prev = this.serviceMs.get(key);
     this.serviceMs.set(key, prev === undefined ? ms : prev + SERVICE_EWMA * (ms - prev));
     const atLoad = this.serviceAtLoad.get(`${key}|${loadLevel}`);
@@ -761,8 +856,9 @@ export class InferenceEngine extends EventEmitter {
     return false;
   }
 
-  private finish(task: Task, device: Device): void {
-    task.graph.inFlight--;
+  private finish(tasks: Task[], device: Device): void {
+    const task = tasks[0];
+    task.graph.inFlight -= tasks.length;
     if (this.busy.has(device.id)) this.busy.set(device.id, this.busy.get(device.id)! - 1);
     this.checkDrained(task.graph);
     this.pump();
@@ -833,6 +929,13 @@ export class InferenceEngine extends EventEmitter {
         latencyMs: g.latency.summary(),
         placement: Object.fromEntries([...g.loaded].map(([d, dg]) => [d, { executionProvider: dg.executionProvider, ...(dg.fallbackReason ? { fallbackReason: dg.fallbackReason } : {}) }])),
         loadErrors: Object.fromEntries(g.loadErrors),
+        batching: {
+          enabled: !!g.batching,
+          ...(g.unbatchedReason ? { reason: g.unbatchedReason } : {}),
+          ...(g.batching ? { cap: g.batching.controller.cap, delayMs: g.batching.controller.delayMs, maxBatchSize: g.batching.options.maxBatchSize, targetLatencyMs: g.batching.options.targetLatencyMs } : {}),
+          runs: g.batches,
+          avgBatchSize: g.batches ? g.batchedSamples / g.batches : 0,
+        },
       };
     }
     const c = this.cache.stats();
@@ -890,7 +993,10 @@ export class InferenceEngine extends EventEmitter {
       for (const task of g.queue.splice(0)) this.fail(task, new EngineClosedError('the engine closed before this task ran'), 'failed');
     }
     await Promise.all([...this.devices.values()].map((d) => d.close()));
-    for (const g of this.graphs.values()) clearTimeout(g.idleTimer);
+    for (const g of this.graphs.values()) {
+      clearTimeout(g.idleTimer);
+      clearTimeout(g.batchTimer);
+    }
     this.graphs.clear();
     this.cache.clear();
     this.pool.clear();

@@ -16,6 +16,7 @@ export interface DeviceStatsSnapshot {
   minLatencyMs: number;
   maxLatencyMs: number;
   latencyMs: LatencySummary;
+  /** The runtime's time per run (one run may carry a batch of tasks). */
   inferMs: LatencySummary;
   /** Completed tasks per second over the sliding window. */
   throughputOpsPerSec: number;
@@ -53,31 +54,35 @@ export class DeviceStats {
 
   constructor(private readonly device: Device) {}
 
-  onSubmit(): void {
-    this.submitted++;
+  onDispatch(tasks: number): void {
+    this.submitted += tasks;
   }
 
-  onComplete(t: { totalMs: number; inferMs: number }, batchSize: number, opsPerSample: number, precision: Precision): void {
-    this.completed++;
-    this.latency.record(t.totalMs);
-    this.infer.record(t.inferMs);
+  /** One run on the device (a batch of one or more tasks). */
+  onRun(inferMs: number, samples: number, opsPerSample: number, precision: Precision): void {
+    this.infer.record(inferMs);
     const at = Date.now();
-    this.tasks.add(1, at);
-    this.samples.add(batchSize, at);
-    const ops = opsPerSample * batchSize;
+    this.samples.add(samples, at);
+    const ops = opsPerSample * samples;
     this.ops.add(ops, at);
-    this.busyMs.add(t.inferMs, at);
+    this.busyMs.add(inferMs, at);
     const peak = this.device.peakOpsPerSec(precision);
     if (peak) this.peakSeconds.add(ops / peak, at);
     this.lastPrecision = precision;
   }
 
-  onFail(): void {
-    this.failed++;
+  onTaskDone(totalMs: number): void {
+    this.completed++;
+    this.latency.record(totalMs);
+    this.tasks.add(1);
   }
 
-  onRetry(): void {
-    this.retried++;
+  onFail(tasks = 1): void {
+    this.failed += tasks;
+  }
+
+  onRetry(tasks = 1): void {
+    this.retried += tasks;
   }
 
   markRemoved(): void {

@@ -1,0 +1,135 @@
+import type { ModelInfo } from '../graph/model-info';
+import { typedArrayCtor, type Feeds, type TensorData, type TypedArray } from '../tensor';
+import { LatencyHistogram } from '../telemetry/stats';
+
+/**
+ * Dynamic batching: compatible tasks (same shape apart from the batch dimension) run as one
+ * inference, and the results are split back in order.
+ */
+export interface BatchingOptions {
+  /** Smallest batch worth waiting for (1 = never wait when a device is free). */
+  minBatchSize?: number;
+  maxBatchSize?: number;
+  /** Longest a task waits for batch-mates (ms). */
+  maxDelayMs?: number;
+  /** p99 latency the adaptive controller keeps (ms). */
+  targetLatencyMs?: number;
+  /** Adapt the batch cap to the latency target (true) or always coalesce up to maxBatchSize. */
+  adaptive?: boolean;
+}
+
+export const DEFAULT_BATCHING: Required<BatchingOptions> = { minBatchSize: 1, maxBatchSize: 32, maxDelayMs: 2, targetLatencyMs: 2, adaptive: true };
+
+/**
+ * Why a model cannot be batched, or undefined when it can: every input and output must have the
+ * same symbolic first dimension (a fixed batch dimension cannot grow).
+ */
+export function unbatchableReason(info: ModelInfo): string | undefined {
+  const first = info.inputs[0]?.dims[0];
+  if (typeof first !== 'string') return `input '${info.inputs[0]?.name}' has a fixed batch dimension (${String(first)})`;
+  for (const t of [...info.inputs, ...info.outputs]) {
+    if (t.dims[0] !== first) return `${t.name}'s first dimension (${String(t.dims[0])}) is not the batch dimension '${first}'`;
+  }
+  return undefined;
+}
+
+/** Tasks batch together when every input has the same dims after the batch dimension. */
+export function shapeKey(info: ModelInfo, feeds: Feeds): string {
+  let key = '';
+  for (const input of info.inputs) key += feeds[input.name].dims.slice(1).join('x') + ';';
+  return key;
+}
+
+/** One input tensor holding every task's rows, in task order. */
+export function concatFeeds(info: ModelInfo, parts: Feeds[], batch: number): Feeds {
+  const out: Feeds = {};
+  for (const input of info.inputs) {
+    const first = parts[0][input.name];
+    const rowDims = first.dims.slice(1);
+    let total = 0;
+    for (const p of parts) total += p[input.name].data.length;
+    const data = new (typedArrayCtor(first.type))(total) as TypedArray;
+    let offset = 0;
+    for (const p of parts) {
+      const src = p[input.name].data;
+      (data as unknown as { set(a: ArrayLike<number | bigint>, o: number): void }).set(src as unknown as ArrayLike<number | bigint>, offset);
+      offset += src.length;
+    }
+    out[input.name] = { type: first.type, dims: [batch, ...rowDims], data };
+  }
+  return out;
+}
+
+/** Each task's rows of every output, as views (no copy) over the batched result. */
+export function splitOutputs(outputs: Record<string, TensorData>, sizes: number[]): Array<Record<string, TensorData>> {
+  const split: Array<Record<string, TensorData>> = sizes.map(() => ({}));
+  for (const [name, t] of Object.entries(outputs)) {
+    const total = t.dims[0];
+    const rowLength = total ? t.data.length / total : 0;
+    let row = 0;
+    sizes.forEach((n, i) => {
+      split[i][name] = { type: t.type, dims: [n, ...t.dims.slice(1)], data: t.data.subarray(row * rowLength, (row + n) * rowLength) as TypedArray };
+      row += n;
+    });
+  }
+  return split;
+}
+
+/**
+ * Chooses the batch cap and the wait for batch-mates online, TCP-style: quick to back off, careful
+ * to grow. Signals, per window of at least 32 batches and 50 ms:
+ * - a backlog (more tasks queued behind a batch than fit in it): demand exceeds what the devices
+ *   do, and no batch size meets the latency target by shrinking, so grow for throughput;
+ * - p99 latency over the target without a backlog: halve the cap and the wait;
+ * - p99 well under the target: grow the cap if batches come out full, else wait a little longer
+ *   for batch-mates (never beyond maxDelayMs or a quarter of the target).
+ */
+export class BatchController {
+  cap: number;
+  /** How long a task may wait for batch-mates while a device is free (ms). */
+  delayMs = 0;
+  private readonly recent = new LatencyHistogram();
+  private fullBatches = 0;
+  private backlogged = 0;
+  private batches = 0;
+  private windowStart: number;
+
+  constructor(readonly options: Required<BatchingOptions>, private readonly clock: () => number = Date.now) {
+    this.cap = options.adaptive ? Math.max(options.minBatchSize, 1) : options.maxBatchSize;
+    // a fixed policy waits the full delay for a full batch, as a count/time batcher does
+    if (!options.adaptive) this.delayMs = options.maxDelayMs;
+    this.windowStart = clock();
+  }
+
+  /** Each completed task's latency (submission to result). */
+  onTask(totalMs: number): void {
+    this.recent.record(totalMs);
+  }
+
+  /** Each dispatched batch: its size and how many compatible tasks were left queued behind it. */
+  onBatch(samples: number, queuedBehind: number): void {
+    this.batches++;
+    if (samples >= this.cap) this.fullBatches++;
+    if (queuedBehind >= this.cap) this.backlogged++;
+    this.adjust();
+  }
+
+  private adjust(): void {
+    if (!this.options.adaptive) return;
+    if (this.clock() - this.windowStart < 50 || this.batches < 32) return;
+    const { minBatchSize, maxBatchSize, targetLatencyMs, maxDelayMs } = this.options;
+    const grow = () => (this.cap = Math.min(maxBatchSize, this.cap + Math.max(1, Math.floor(this.cap / 4))));
+    const p99 = this.recent.percentileMs(99);
+    if (this.backlogged / this.batches > 0.5) grow();
+    else if (p99 > targetLatencyMs) {
+      this.cap = Math.max(minBatchSize, Math.floor(this.cap / 2));
+      this.delayMs /= 2;
+    } else if (p99 < targetLatencyMs * 0.8) {
+      if (this.fullBatches / this.batches > 0.5) grow();
+      else if (p99 < targetLatencyMs * 0.5) this.delayMs = Math.min(maxDelayMs, targetLatencyMs / 4, this.delayMs + 0.05);
+    }
+    this.recent.reset();
+    this.batches = this.fullBatches = this.backlogged = 0;
+    this.windowStart = this.clock();
+  }
+}
