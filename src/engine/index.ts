@@ -17,3 +17,5 @@ export { countModelOps, type OpCount } from './graph/op-count';
 export { buildMlp, buildMobileNetLike, buildGemm } from './graph/builder';
 export type { DeviceStatsSnapshot } from './telemetry/device-stats';
 export { EdgePipeline, DevicePipeline, getEdgePipeline, type EdgePipelineOptions, type FinishedTask, type TaskInput } from './pipeline/edge-pipeline';
+export { BatchProcessor, BatchOptimizer, type BatchMeasurement } from './pipeline/batch-optimizer';
+export type { BatchingOptions } from './pipeline/batcher';
