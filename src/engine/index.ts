@@ -19,3 +19,4 @@ export type { DeviceStatsSnapshot } from './telemetry/device-stats';
 export { EdgePipeline, DevicePipeline, getEdgePipeline, type EdgePipelineOptions, type FinishedTask, type TaskInput } from './pipeline/edge-pipeline';
 export { BatchProcessor, BatchOptimizer, type BatchMeasurement } from './pipeline/batch-optimizer';
 export type { BatchingOptions } from './pipeline/batcher';
+export * from './io';

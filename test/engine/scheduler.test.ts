@@ -371,3 +371,56 @@ describe('batch controller', function () {
     assert.equal(c.delayMs, 2);
   });
 });
+
+describe('shared devices and graphs (config-node use)', function () {
+  let engine: InferenceEngine;
+  afterEach(async function () {
+    await engine?.close();
+  });
+
+  it('replacing a device with a changed spec under the same id keeps it counted and live', async function () {
+    engine = new InferenceEngine();
+    engine.acquireDevice({ kind: 'cpu', id: 'cpu-x', workers: 1 });
+    engine.acquireDevice({ kind: 'cpu', id: 'cpu-x', workers: 2 });
+    await new Promise((r) => setTimeout(r, 50)); // the old device closes in the background
+    const s = engine.getStats();
+    assert.equal(s.deviceCount, 1);
+    assert.equal(s.devices['cpu-x'].removed, false);
+    assert.equal(engine.getDevice('cpu-x')!.parallelism, 2);
+  });
+
+  it('one model placed by two users on different devices: one graph, tasks run where their user says', async function () {
+    const a = new FakeDevice({ id: 'a', maxInFlight: 2 });
+    const b = new FakeDevice({ id: 'b', maxInFlight: 2 });
+    engine = new InferenceEngine({ devices: [a, b] });
+    const onA = await engine.loadGraph(model, { devices: ['a'] });
+    const onB = await engine.loadGraph(model, { devices: ['b'] });
+    assert.equal(onA.id, onB.id, 'one graph, one session per device');
+    await new Promise((r) => setTimeout(r, 20)); // loading onto b
+    await Promise.all(Array.from({ length: 10 }, (_, i) => engine.submit(onB, feeds(i), { devices: ['b'] })));
+    assert.equal(a.runs, 0);
+    assert.equal(b.runs, 10);
+    assert.deepEqual(Object.keys(engine.getStats().graphs[onA.id].placement).sort(), ['a', 'b']);
+  });
+
+  it('gives a pooled tensor back to the pool when its task is refused or dropped', async function () {
+    engine = new InferenceEngine({ devices: [new FakeDevice({ id: 'a', serviceMs: 20, maxInFlight: 1 })] });
+    const g = await engine.loadGraph(model, { queueCapacity: 1, queuePolicy: 'drop-newest' });
+    const pooled = () => {
+      const t = engine.allocateTensor('float32', [1, 4]);
+      return { input: t };
+    };
+    const before = engine.pool.getStats();
+    const outcomes = await Promise.allSettled([engine.submit(g, pooled()), engine.submit(g, pooled()), engine.submit(g, pooled()), engine.submit(g, { input: { ...pooled().input, dims: [1, 5] } })]);
+    assert.deepEqual(outcomes.map((o) => o.status), ['fulfilled', 'fulfilled', 'rejected', 'rejected']);
+    const err = (outcomes[2] as PromiseRejectedResult).reason as QueueFullError;
+    assert.equal(err.reason, 'dropped');
+    const after = engine.pool.getStats();
+    // the dropped task's buffer came back and was reused by the invalid task's tensor, which came back too
+    assert.equal(after.bufferHits - before.bufferHits, 1);
+    assert.equal(after.availableBuffers - before.availableBuffers, 1);
+    const spare = engine.allocateTensor('float32', [1, 4]);
+    engine.releaseTensor(spare);
+    assert.equal(engine.pool.getStats().bufferHits - after.bufferHits, 1);
+  });
+});

@@ -264,3 +264,14 @@ export function markPooled(view: ArrayBufferView, owner: MemoryPool): void {
 export function poolOf(view: ArrayBufferView): MemoryPool | undefined {
   return pooledViews.get(view);
 }
+
+/**
+ * Gives a caller-filled tensor's buffer back to its pool when it will not run (refused, dropped,
+ * expired in the queue, or never submitted). A buffer already moved to a device is left alone.
+ */
+export function releasePooled(view: ArrayBufferView): void {
+  const owner = pooledViews.get(view);
+  if (!owner) return;
+  pooledViews.delete(view);
+  if (view.buffer.byteLength > 0) owner.release(view.buffer as ArrayBuffer);
+}

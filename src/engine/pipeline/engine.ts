@@ -2,7 +2,7 @@ import { promises as fs } from 'fs';
 import { createHash } from 'crypto';
 import { EventEmitter } from 'events';
 import type { Device, DeviceGraph, NamedTensor, OutputSpec, Precision, SessionSettings } from '../devices/device';
-import { MemoryPool, markPooled, type MemoryPoolStats } from '../memory/memory-pool';
+import { MemoryPool, markPooled, releasePooled, type MemoryPoolStats } from '../memory/memory-pool';
 import { LruCache } from '../graph/lru-cache';
 import { readModelInfo, hashModel, ModelFormatError, type ModelInfo } from '../graph/model-info';
 import type { OpCount } from '../graph/op-count';
@@ -46,7 +46,11 @@ export interface GraphOptions {
   queuePolicy?: QueuePolicy;
   /** A readable name for statistics (default: the file name or the hash). */
   name?: string;
-  /** Run only on these devices (default: every registered device, including ones added later). */
+  /**
+   * Load on these devices (default: every registered device, including ones added later). A model
+   * loaded again with another placement is loaded there too (one session per device, shared);
+   * queue settings and batching are the graph's, so the latest load's settings apply to all users.
+   */
   devices?: string[];
   /** Coalesce compatible tasks into batched runs (true: adaptive defaults). */
   batching?: BatchingOptions | boolean;
@@ -55,8 +59,10 @@ export interface GraphOptions {
 export interface SubmitOptions {
   /** Give up if the task has not completed this many milliseconds after submission. */
   deadlineMs?: number;
-  /** Run only on this device. */
+  /** Run only on this device (no retry elsewhere). */
   deviceId?: string;
+  /** Run only on these devices (retries stay among them): what a node bound to a device config passes. */
+  devices?: string[];
 }
 
 export interface TaskTimings {
@@ -139,8 +145,9 @@ interface Task {
   tried: Set<string>;
   retries: number;
   settled: boolean;
-  /** Shape after the batch dimension, for grouping into batches. */
+  /** Shape after the batch dimension (and allowed devices), for grouping into batches. */
   shapeKey?: string;
+  allowed?: string[];
   resolve(result: TaskResult): void;
   reject(error: Error): void;
 }
@@ -201,7 +208,8 @@ export class InferenceEngine extends EventEmitter {
   private readonly devices = new Map<string, Device>();
   private readonly deviceRefs = new Map<string, { key: string; refs: number; idleTimer?: NodeJS.Timeout }>();
   private readonly stats = new Map<string, DeviceStats>();
-  private readonly busy = new Map<string, number>();
+  /** Requests in flight per device object (an id can be reused by a replacement device). */
+  private readonly busy = new Map<Device, number>();
   private readonly serviceMs = new Map<string, number>();
   /**
    * Smoothed service time per device, graph and load level (executors busy), with the best seen:
@@ -271,7 +279,7 @@ export class InferenceEngine extends EventEmitter {
     if (this.devices.has(device.id)) throw new EngineError(`a device with id '${device.id}' is already registered`, 'DEVICE_EXISTS');
     this.devices.set(device.id, device);
     this.stats.set(device.id, new DeviceStats(device));
-    this.busy.set(device.id, 0);
+    this.busy.set(device, 0);
     if (!this.thermal.has(device.id)) this.setThermalLimits(device.id, {});
     // Graphs already in use load onto the new device in the background.
     for (const g of this.graphs.values()) if (g.refs > 0 && this.placed(g, device)) void this.ensureLoaded(g, device);
@@ -285,14 +293,16 @@ export class InferenceEngine extends EventEmitter {
   async removeDevice(id: string): Promise<void> {
     const device = this.devices.get(id);
     if (!device) return;
+    const stats = this.stats.get(id)!;
     this.devices.delete(id);
     for (const g of this.graphs.values()) {
       g.loaded.delete(id);
       g.loading.delete(id);
       this.cache.delete(this.cacheKey(g, id));
     }
+    stats.markRemoved();
     await device.close();
-    this.stats.get(id)?.markRemoved();
+    this.busy.delete(device);
     this.emit('devices');
     this.pump();
   }
@@ -366,6 +376,10 @@ export class InferenceEngine extends EventEmitter {
       existing.refs++;
       clearTimeout(existing.idleTimer);
       for (const deviceId of this.devices.keys()) this.cache.get(this.cacheKey(existing, deviceId));
+      // One model, one set of sessions: a user placing it elsewhere widens the placement, and
+      // its tasks say where they may run (SubmitOptions.devices).
+      if (existing.placement) existing.placement = options.devices ? [...new Set([...existing.placement, ...options.devices])] : undefined;
+      this.fillPlacement(existing);
       if (options.queueCapacity) existing.queueCapacity = options.queueCapacity;
       if (options.queuePolicy) existing.queuePolicy = options.queuePolicy;
       if (options.batching !== undefined) this.configureBatching(existing, options.batching);
@@ -553,22 +567,36 @@ export class InferenceEngine extends EventEmitter {
     return { type, dims, data };
   }
 
+  /** Returns a tensor from allocateTensor that will not be submitted. */
+  releaseTensor(tensor: TensorData): void {
+    releasePooled(tensor.data);
+  }
+
+  private releaseFeeds(feeds: Feeds): void {
+    if (typeof feeds !== 'object' || feeds === null) return;
+    for (const t of Object.values(feeds)) if (t && ArrayBuffer.isView(t.data)) releasePooled(t.data);
+  }
+
   // ---------------------------------------------------------------- tasks
 
   submit(graph: GraphHandle | string, feeds: Feeds, options: SubmitOptions = {}): Promise<TaskResult> {
     return new Promise<TaskResult>((resolve, reject) => {
-      if (this.closed) return reject(new EngineClosedError());
+      const refuse = (err: Error) => {
+        this.releaseFeeds(feeds);
+        reject(err);
+      };
+      if (this.closed) return refuse(new EngineClosedError());
       const g = this.graphs.get(typeof graph === 'string' ? graph : graph.id);
-      if (!g) return reject(new InputError(`graph ${typeof graph === 'string' ? graph : graph.id} is not loaded (load it with loadGraph first)`));
+      if (!g) return refuse(new InputError(`graph ${typeof graph === 'string' ? graph : graph.id} is not loaded (load it with loadGraph first)`));
       let batchSize: number;
       try {
         batchSize = validateFeeds(g.info, feeds);
       } catch (err) {
         g.counts.rejected++;
-        return reject(err);
+        return refuse(err as Error);
       }
       if (options.deviceId && !this.devices.has(options.deviceId)) {
-        return reject(new InputError(`device '${options.deviceId}' is not registered; expected one of ${[...this.devices.keys()].join(', ') || '(none)'}`));
+        return refuse(new InputError(`device '${options.deviceId}' is not registered; expected one of ${[...this.devices.keys()].join(', ') || '(none)'}`));
       }
       const t = now();
       const task: Task = {
@@ -579,6 +607,7 @@ export class InferenceEngine extends EventEmitter {
         submittedAt: t,
         dispatchedAt: 0,
         deviceId: options.deviceId,
+        allowed: options.devices,
         tried: new Set(),
         retries: 0,
         settled: false,
@@ -586,7 +615,7 @@ export class InferenceEngine extends EventEmitter {
         reject,
       };
       g.counts.submitted++;
-      if (g.batching) task.shapeKey = shapeKey(g.info, feeds);
+      if (g.batching) task.shapeKey = shapeKey(g.info, feeds) + (options.devices?.join(',') ?? '');
       if (options.deadlineMs !== undefined) {
         task.deadline = t + options.deadlineMs;
         task.deadlineTimer = setTimeout(() => this.expire(task), options.deadlineMs);
@@ -603,12 +632,12 @@ export class InferenceEngine extends EventEmitter {
       if (policy === 'drop-oldest') {
         const oldest = g.queue.shift()!;
         g.counts.dropped++;
-        this.fail(oldest, new QueueFullError(`dropped: queue of ${g.name} full (${g.queueCapacity}) and a newer task arrived (policy drop-oldest)`, policy), 'dropped');
+        this.fail(oldest, new QueueFullError(`dropped: queue of ${g.name} full (${g.queueCapacity}) and a newer task arrived (policy drop-oldest)`, policy));
       } else {
         if (policy === 'drop-newest') g.counts.dropped++;
         else g.counts.rejected++;
         const verb = policy === 'drop-newest' ? 'dropped' : 'rejected';
-        this.fail(task, new QueueFullError(`${verb}: queue of ${g.name} is full (${g.queueCapacity} waiting; policy ${policy}); raise queue capacity or requests in flight, or slow the source`, policy), verb);
+        this.fail(task, new QueueFullError(`${verb}: queue of ${g.name} is full (${g.queueCapacity} waiting; policy ${policy}); raise queue capacity or requests in flight, or slow the source`, policy));
         return;
       }
     }
@@ -622,13 +651,15 @@ export class InferenceEngine extends EventEmitter {
     const index = g.queue.indexOf(task);
     if (index >= 0) g.queue.splice(index, 1);
     g.counts.expired++;
-    this.fail(task, new DeadlineExceededError(`task ${task.id} on ${g.name} missed its deadline (${(task.deadline! - task.submittedAt).toFixed(1)} ms); it was ${index >= 0 ? 'still queued' : 'running'}`), 'expired');
+    this.fail(task, new DeadlineExceededError(`task ${task.id} on ${g.name} missed its deadline (${(task.deadline! - task.submittedAt).toFixed(1)} ms); it was ${index >= 0 ? 'still queued' : 'running'}`));
     this.checkDrained(g);
   }
 
-  private fail(task: Task, error: Error, _reason: 'dropped' | 'rejected' | 'expired' | 'failed'): void {
+  private fail(task: Task, error: Error): void {
     if (task.settled) return;
     task.settled = true;
+    // pooled inputs that never reached a device go back to their pool (moved ones are detached here)
+    this.releaseFeeds(task.feeds);
     if (task.deadlineTimer) clearTimeout(task.deadlineTimer);
     task.reject(error);
   }
@@ -639,7 +670,7 @@ export class InferenceEngine extends EventEmitter {
    */
   private expectedFinish(device: Device, g: GraphEntry, share: number): number {
     const service = this.serviceMs.get(`${device.id}|${g.id}`) ?? 0;
-    return ((this.busy.get(device.id)! + 1) / device.parallelism) * (service / share);
+    return ((this.busy.get(device)! + 1) / device.parallelism) * (service / share);
   }
 
   /**
@@ -668,16 +699,17 @@ export class InferenceEngine extends EventEmitter {
     for (const device of this.devices.values()) {
       if (!task.graph.loaded.has(device.id)) continue;
       if (task.deviceId && task.deviceId !== device.id) continue;
+      if (task.allowed && !task.allowed.includes(device.id)) continue;
       if (task.tried.has(device.id) && task.tried.size < task.graph.loaded.size) continue;
       const share = this.thermal.get(device.id)!.share;
       if (share === 0) continue; // paused at its critical temperature
       const cost = this.expectedFinish(device, task.graph, share);
       const limit = Math.max(1, Math.floor(this.inFlightLimit(device, task.graph) * share));
-      if (this.busy.get(device.id)! >= limit) {
+      if (this.busy.get(device)! >= limit) {
         if (share === 1) coolestWaitingCost = Math.min(coolestWaitingCost, cost);
         continue;
       }
-      if (cost < bestCost || (cost === bestCost && best && this.busy.get(device.id)! < this.busy.get(best.id)!)) {
+      if (cost < bestCost || (cost === bestCost && best && this.busy.get(device)! < this.busy.get(best)!)) {
         best = device;
         bestCost = cost;
       }
@@ -731,8 +763,8 @@ export class InferenceEngine extends EventEmitter {
       samples += task.batchSize;
     }
     g.inFlight += tasks.length;
-    const busy = this.busy.get(device.id)! + 1;
-    this.busy.set(device.id, busy);
+    const busy = this.busy.get(device)! + 1;
+    this.busy.set(device, busy);
     // service time is compared at equal load and batch size, so slowing down means the device did
     const loadKey = `${Math.min(busy, device.parallelism)}|${Math.ceil(Math.log2(samples + 1))}`;
     stats.onDispatch(tasks.length);
@@ -774,7 +806,7 @@ export class InferenceEngine extends EventEmitter {
             retries.push(task);
           } else {
             g.counts.failed++;
-            this.fail(task, err, 'failed');
+            this.fail(task, err);
           }
         }
         if (retries.length) {
@@ -832,7 +864,7 @@ export class InferenceEngine extends EventEmitter {
     const why = this.devices.size === 0 ? 'no device is registered' : `it could not be loaded (${reasons || 'no placed device'})`;
     for (const task of g.queue.splice(0)) {
       g.counts.failed++;
-      this.fail(task, new DeviceError(`no device can run ${g.name}: ${why}`, 'none'), 'failed');
+      this.fail(task, new DeviceError(`no device can run ${g.name}: ${why}`, 'none'));
     }
     this.checkDrained(g);
   }
@@ -852,14 +884,14 @@ export class InferenceEngine extends EventEmitter {
   }
 
   private hasOtherDevice(task: Task): boolean {
-    for (const id of task.graph.loaded.keys()) if (!task.tried.has(id) && this.devices.has(id)) return true;
+    for (const id of task.graph.loaded.keys()) if (!task.tried.has(id) && this.devices.has(id) && (!task.allowed || task.allowed.includes(id))) return true;
     return false;
   }
 
   private finish(tasks: Task[], device: Device): void {
     const task = tasks[0];
     task.graph.inFlight -= tasks.length;
-    if (this.busy.has(device.id)) this.busy.set(device.id, this.busy.get(device.id)! - 1);
+    if (this.busy.has(device)) this.busy.set(device, this.busy.get(device)! - 1);
     this.checkDrained(task.graph);
     this.pump();
   }
@@ -900,7 +932,8 @@ export class InferenceEngine extends EventEmitter {
     let anyPeak = false;
     let simulated = false;
     for (const [id, s] of this.stats) {
-      const snap = { ...s.snapshot(this.busy.get(id) ?? 0, this.queuedFor(id)), thermal: this.thermal.get(id)!.decision };
+      const device = this.devices.get(id);
+      const snap = { ...s.snapshot(device ? (this.busy.get(device) ?? 0) : 0, this.queuedFor(id)), thermal: this.thermal.get(id)!.decision };
       devices[id] = snap;
       if (snap.removed) continue;
       topsPerDevice[id] = snap.achievedTops;
@@ -990,7 +1023,7 @@ export class InferenceEngine extends EventEmitter {
     for (const held of this.deviceRefs.values()) clearTimeout(held.idleTimer);
     this.deviceRefs.clear();
     for (const g of this.graphs.values()) {
-      for (const task of g.queue.splice(0)) this.fail(task, new EngineClosedError('the engine closed before this task ran'), 'failed');
+      for (const task of g.queue.splice(0)) this.fail(task, new EngineClosedError('the engine closed before this task ran'));
     }
     await Promise.all([...this.devices.values()].map((d) => d.close()));
     for (const g of this.graphs.values()) {
