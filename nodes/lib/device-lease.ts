@@ -1,0 +1,54 @@
+import type { InferenceEngine } from '../../src/engine/pipeline/engine';
+import type { DeviceSettings } from './settings';
+
+/**
+ * An ncs2-device config node's hold on an engine device, shared by its users in the manner of
+ * Node-RED's MQTT broker node: the first user acquires the device, the last one to leave releases
+ * it (freed at once when removed, otherwise kept idle so a redeploy finds it). Nothing starts
+ * until some graph uses the config node, so an unused one costs no worker threads.
+ */
+export class DeviceLease {
+  private readonly users = new Set<object>();
+  private engine: InferenceEngine | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly getEngine: () => InferenceEngine,
+    /** The engine device id: unique per config node and stable across redeploys. */
+    readonly deviceId: string,
+    readonly settings: DeviceSettings,
+    /** What status lines show: the config node's name, or the device kind. */
+    readonly label: string,
+  ) {}
+
+  /** Adds a user; the first one acquires the engine device (throws if the engine refuses the spec). */
+  register(user: object): void {
+    if (this.closed) throw new Error(`device config ${this.label} is closed (being redeployed or deleted)`);
+    if (!this.engine) {
+      const engine = this.getEngine();
+      const { kind, workers, threadsPerWorker, maxInFlight } = this.settings;
+      // Unset fields stay out of the spec: the engine compares specs to decide whether a redeploy changed the device.
+      const spec = JSON.parse(JSON.stringify({ kind, id: this.deviceId, workers, threadsPerWorker, maxInFlight })) as Parameters<InferenceEngine['acquireDevice']>[0];
+      engine.acquireDevice(spec);
+      this.engine = engine;
+    }
+    this.users.add(user);
+  }
+
+  deregister(user: object, removed: boolean): Promise<void> {
+    if (!this.users.delete(user) || this.users.size > 0) return Promise.resolve();
+    return this.release(removed);
+  }
+
+  close(removed: boolean): Promise<void> {
+    this.closed = true;
+    this.users.clear();
+    return this.release(removed);
+  }
+
+  private release(removed: boolean): Promise<void> {
+    const engine = this.engine;
+    this.engine = undefined;
+    return engine ? engine.releaseDevice(this.deviceId, { free: removed }) : Promise.resolve();
+  }
+}

@@ -1,0 +1,173 @@
+import type { GraphHandle, InferenceEngine, QueuePolicy } from '../../src/engine/pipeline/engine';
+import { ConfigError } from '../../src/engine/io/errors';
+import { resolveImageSpec, type ImageSpec } from '../../src/engine/io/preprocess';
+import { checkClassificationOutput, loadLabels } from '../../src/engine/io/postprocess';
+import type { InferenceSetup, OutputPreset } from '../../src/engine/io/infer';
+import type { DeviceLease } from './device-lease';
+import type { GraphSettings } from './settings';
+
+export interface LoadedGraph {
+  /** The engine that holds the graph (the one messages must go to). */
+  engine: InferenceEngine;
+  setup: InferenceSetup;
+  deviceId: string;
+  deviceLabel: string;
+}
+
+export type GraphState = { state: 'idle' } | { state: 'loading' } | { state: 'ready'; graph: LoadedGraph } | { state: 'failed'; error: Error };
+
+/** A flow node using the graph; told about every state change (the MQTT broker node pushes status the same way). */
+export interface GraphUser {
+  graphState(state: GraphState): void;
+}
+
+export interface GraphLeaseLog {
+  warn(message: string): void;
+  error(message: string): void;
+}
+
+/** One load of the graph and what it took from the engine, so exactly that is given back. */
+interface Hold {
+  engine?: InferenceEngine;
+  handle?: GraphHandle;
+  /** The token this load registered with the device lease (a fresh one per load, so an old release cannot drop a new load's device). */
+  deviceToken?: object;
+  loading: Promise<LoadedGraph>;
+}
+
+/**
+ * An ncs2-graph config node's hold on an engine graph. The first user loads it (registering with
+ * the device config first); later users share it; the last user to leave releases it: freed now
+ * when the node was removed, otherwise left idle in the engine so a redeploy gets a cache hit.
+ */
+export class GraphLease {
+  private readonly users = new Set<GraphUser>();
+  private hold: Hold | undefined;
+  private current: GraphState = { state: 'idle' };
+  private closed = false;
+
+  constructor(
+    private readonly getEngine: () => InferenceEngine,
+    /** The device config's lease, or why there is none (no device selected, invalid device config). */
+    private readonly device: DeviceLease | Error,
+    readonly settings: GraphSettings,
+    private readonly name: string,
+    private readonly log: GraphLeaseLog,
+  ) {}
+
+  get state(): GraphState {
+    return this.current;
+  }
+
+  /** Where messages wait while the model loads: the device config's queue bound and policy. */
+  get waitingBound(): { capacity: number; policy: QueuePolicy } {
+    if (this.device instanceof Error) return { capacity: 1, policy: 'reject' };
+    return { capacity: this.device.settings.queueCapacity, policy: this.device.settings.queuePolicy };
+  }
+
+  register(user: GraphUser): void {
+    if (this.closed) {
+      user.graphState({ state: 'failed', error: new Error(`graph config ${this.name} is closed (being redeployed or deleted)`) });
+      return;
+    }
+    this.users.add(user);
+    if (!this.hold) this.startLoad();
+    user.graphState(this.current);
+  }
+
+  /** Resolves when the graph is loaded (rejects with the load error); for admin endpoints and tests. */
+  whenLoaded(): Promise<LoadedGraph> {
+    if (!this.hold) return Promise.reject(new Error(`graph config ${this.name} has no users, so nothing is loaded`));
+    return this.hold.loading;
+  }
+
+  deregister(user: GraphUser, removed: boolean): Promise<void> {
+    if (!this.users.delete(user) || this.users.size > 0) return Promise.resolve();
+    return this.release(removed);
+  }
+
+  close(removed: boolean): Promise<void> {
+    this.closed = true;
+    this.users.clear();
+    return this.release(removed);
+  }
+
+  private setState(state: GraphState): void {
+    this.current = state;
+    for (const user of this.users) user.graphState(state);
+  }
+
+  private startLoad(): void {
+    // load() fills in the hold as it takes things from the engine; it reads no field before that.
+    const hold = {} as Hold;
+    hold.loading = this.load(hold);
+    this.hold = hold;
+    this.setState({ state: 'loading' });
+    hold.loading.then(
+      (graph) => {
+        if (this.hold === hold) this.setState({ state: 'ready', graph });
+      },
+      (error: Error) => {
+        if (this.hold !== hold) return;
+        this.log.error(`cannot load ${this.settings.modelPath}: ${error.message}`);
+        this.setState({ state: 'failed', error });
+      },
+    );
+  }
+
+  private async load(hold: Hold): Promise<LoadedGraph> {
+    const s = this.settings;
+    if (this.device instanceof Error) throw this.device;
+    const device = this.device;
+    // Labels first: a missing file should fail before anything is taken from the engine.
+    const labels = s.preset === 'classification' && s.labelsPath ? await loadLabels(s.labelsPath) : undefined;
+    const engine = this.getEngine();
+    hold.engine = engine;
+    hold.deviceToken = {};
+    device.register(hold.deviceToken);
+    const { capacity, policy } = this.waitingBound;
+    hold.handle = await engine.loadGraph(s.modelPath, { name: this.name, devices: [device.deviceId], queueCapacity: capacity, queuePolicy: policy });
+    const info = hold.handle.info;
+
+    let output: OutputPreset;
+    if (s.preset === 'classification') {
+      const outputName = checkClassificationOutput(info.outputs, s.outputName);
+      const classes = classCount(info.outputs.find((o) => o.name === outputName)!.dims);
+      if (labels && classes !== undefined && labels.length !== classes) {
+        this.log.warn(`labels file ${s.labelsPath} has ${labels.length} labels but output '${outputName}' has ${classes} classes; classes without a label are named by their index`);
+      }
+      output = { kind: 'classification', topK: s.topK, labels, softmax: s.softmax, outputName };
+    } else {
+      output = { kind: 'raw', format: s.rawFormat };
+    }
+
+    // A model that cannot take images still takes tensors: keep the reason for when an image arrives.
+    let image: ImageSpec | Error;
+    try {
+      image = info.inputs[0] ? resolveImageSpec(info.inputs[0], s.preprocess) : new ConfigError('the model declares no inputs');
+    } catch (err) {
+      image = err as Error;
+    }
+    return { engine, setup: { handle: hold.handle, image, maxBatch: s.maxBatch, output, devices: [device.deviceId] }, deviceId: device.deviceId, deviceLabel: device.label };
+  }
+
+  private async release(removed: boolean): Promise<void> {
+    const hold = this.hold;
+    this.hold = undefined;
+    if (!hold) return;
+    this.current = { state: 'idle' };
+    await hold.loading.catch(() => undefined);
+    if (hold.handle && hold.engine) await hold.engine.releaseGraph(hold.handle, { free: removed });
+    if (hold.deviceToken && !(this.device instanceof Error)) await this.device.deregister(hold.deviceToken, removed);
+  }
+}
+
+/** Classes per row of a [N, classes, ...] output, when fixed. */
+function classCount(dims: ReadonlyArray<number | string>): number | undefined {
+  let n = 1;
+  for (const d of dims.slice(1)) {
+    if (typeof d !== 'number' || d <= 0) return undefined;
+    n *= d;
+  }
+  return n;
+}

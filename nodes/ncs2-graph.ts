@@ -1,0 +1,84 @@
+/**
+ * ncs2-graph: a config node for one model on one device, with its input preprocessing and
+ * output preset. Flow nodes share the loaded graph through its lease.
+ */
+import { promises as fs } from 'fs';
+import * as path from 'path';
+import { getEngine } from '../src/engine/pipeline/singleton';
+import { readModelInfo } from '../src/engine/graph/model-info';
+import { ConfigError } from '../src/engine/io/errors';
+import { resolveImageSpec } from '../src/engine/io/preprocess';
+import { GraphLease } from './lib/graph-lease';
+import { DEFAULT_MODEL, exportModelsDir, resolveConfigPath } from './lib/paths';
+import { parseGraphSettings } from './lib/settings';
+import type { NodeAPI, NodeDef } from './lib/red';
+import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
+
+type GraphNodeDef = NodeDef & Record<string, unknown> & { device?: string; model?: string };
+
+export = function register(RED: NodeAPI): void {
+  exportModelsDir();
+
+  function Ncs2GraphNode(this: GraphConfigNode, def: GraphNodeDef): void {
+    RED.nodes.createNode(this, def);
+    const deviceNode = def.device ? (RED.nodes.getNode(def.device) as DeviceConfigNode | null) : null;
+    const device = deviceNode ? (deviceNode.lease ?? deviceNode.configError!) : new ConfigError(`graph config ${def.name || this.id} has no ncs2-device selected; open it and choose a device`);
+    try {
+      const settings = parseGraphSettings(def, RED.settings.userDir);
+      const name = def.name || path.basename(settings.modelPath);
+      this.lease = new GraphLease(getEngine, device, settings, name, { warn: (m) => this.warn(m), error: (m) => this.error(m) });
+    } catch (err) {
+      this.configError = new Error(`graph config ${def.name || this.id} is invalid: ${(err as Error).message}`);
+      this.error(this.configError.message);
+    }
+    this.on('close', (removed, done) => {
+      (this.lease?.close(removed) ?? Promise.resolve()).then(done, (err: Error) => {
+        this.warn(`releasing the graph failed: ${err.message}`);
+        done();
+      });
+    });
+  }
+  RED.nodes.registerType('ncs2-graph', Ncs2GraphNode);
+
+  // Inputs and outputs of a model file, read from its bytes (no session), for the editor dialog.
+  RED.httpAdmin.get('/ncs2/model-info', RED.auth.needsPermission('ncs2-graph.read'), (req, res) => {
+    const requested = typeof req.query.model === 'string' ? req.query.model.trim() : '';
+    const modelPath = requested ? resolveConfigPath(requested, RED.settings.userDir) : DEFAULT_MODEL;
+    fs.readFile(modelPath)
+      .then((bytes) => {
+        const info = readModelInfo(bytes);
+        let image: unknown;
+        try {
+          image = info.inputs[0] ? resolveImageSpec(info.inputs[0]) : { error: 'the model declares no inputs' };
+        } catch (err) {
+          image = { error: (err as Error).message };
+        }
+        res.json({ path: modelPath, inputs: info.inputs, outputs: info.outputs, opsetVersion: info.opsetVersion, precision: info.precision, producer: info.producer, image });
+      })
+      .catch((err: NodeJS.ErrnoException) => {
+        const why = err.code === 'ENOENT' ? 'no such file' : err.message;
+        res.status(err.code === 'ENOENT' ? 404 : 400).json({ path: modelPath, error: `cannot read ${modelPath} as an ONNX model: ${why}` });
+      });
+  });
+
+  // The state of a deployed graph config node: loading, failed (why) or ready (its signature).
+  RED.httpAdmin.get('/ncs2/graphs/:id', RED.auth.needsPermission('ncs2-graph.read'), (req, res) => {
+    const node = RED.nodes.getNode(req.params.id) as GraphConfigNode | null;
+    if (!node || node.type !== 'ncs2-graph') {
+      res.status(404).json({ error: `no deployed ncs2-graph with id ${req.params.id}; deploy it first` });
+      return;
+    }
+    if (!node.lease) {
+      res.json({ state: 'failed', error: node.configError?.message });
+      return;
+    }
+    const state = node.lease.state;
+    if (state.state === 'ready') {
+      const { setup, deviceId } = state.graph;
+      const image = setup.image instanceof Error ? { error: setup.image.message } : setup.image;
+      res.json({ state: 'ready', name: setup.handle.name, device: deviceId, inputs: setup.handle.info.inputs, outputs: setup.handle.info.outputs, image });
+    } else {
+      res.json({ state: state.state, error: state.state === 'failed' ? state.error.message : undefined });
+    }
+  });
+};

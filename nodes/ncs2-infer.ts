@@ -1,0 +1,37 @@
+/**
+ * ncs2-infer: runs msg.payload (an image, a tensor or an array of them) through the graph of its
+ * ncs2-graph config node and replaces msg.payload with the result.
+ */
+import { InferController } from './lib/infer-controller';
+import type { NodeAPI, NodeDef, RedNode } from './lib/red';
+import type { GraphConfigNode } from './lib/config-nodes';
+
+type InferNodeDef = NodeDef & { graph?: string };
+
+export = function register(RED: NodeAPI): void {
+  function Ncs2InferNode(this: RedNode, def: InferNodeDef): void {
+    RED.nodes.createNode(this, def);
+    const graphNode = def.graph ? (RED.nodes.getNode(def.graph) as GraphConfigNode | null) : null;
+    const graph = graphNode ? (graphNode.lease ?? graphNode.configError!) : new Error('no ncs2-graph config node is selected; open the node and choose a graph');
+    const controller = new InferController({
+      graph,
+      status: (status) => this.status(status),
+      warn: (message) => this.warn(message),
+      words: {
+        loading: RED._('ncs2-infer.status.loading'),
+        ready: RED._('ncs2-infer.status.ready'),
+        failed: RED._('ncs2-infer.status.failed'),
+        dropped: RED._('ncs2-infer.status.dropped'),
+      },
+    });
+    this.on('input', (msg, send, done) => controller.onInput(msg, send, done));
+    this.on('close', (removed, done) => {
+      controller.close(removed).then(done, (err: Error) => {
+        this.warn(`closing failed: ${err.message}`);
+        done();
+      });
+    });
+    controller.start();
+  }
+  RED.nodes.registerType('ncs2-infer', Ncs2InferNode);
+};

@@ -1,0 +1,85 @@
+/**
+ * One request end to end: a message payload is prepared into pooled input, run by the engine, and
+ * turned into the configured result. Shared by the Node-RED infer node and usable from scripts.
+ */
+import { performance } from 'perf_hooks';
+import type { InferenceEngine, GraphHandle, TaskResult } from '../pipeline/engine';
+import type { TensorData, TensorType } from '../tensor';
+import { prepareInput, releaseInput, type ImageSpec, type TensorAllocator } from './preprocess';
+import { classify, rawOutputs, type Classification, type ClassificationOptions, type RawFormat, type RawOutput } from './postprocess';
+
+export type OutputPreset = ({ kind: 'classification' } & ClassificationOptions) | { kind: 'raw'; format: RawFormat };
+
+/** Everything fixed when a graph is configured: what the engine runs and how messages map onto it. */
+export interface InferenceSetup {
+  handle: GraphHandle;
+  /** How images fill the model input, or why they cannot. */
+  image: ImageSpec | Error;
+  maxBatch: number;
+  output: OutputPreset;
+  /** Devices this setup's tasks may run on (the graph may be shared with users placed elsewhere). */
+  devices?: string[];
+}
+
+/** Timing as msg.inference carries it. */
+export interface InferenceReport {
+  device: string;
+  /** Waiting before a device started: extra wait the caller measured (e.g. model still loading), the engine's queue and the device's own queue. */
+  queueMs: number;
+  /** The runtime's time for this request. */
+  inferMs: number;
+  /** From `startedAt` to the result being ready, preprocessing and postprocessing included. */
+  totalMs: number;
+  batchSize: number;
+}
+
+export type InferencePayload = Classification | Classification[] | Record<string, RawOutput>;
+
+export interface InferenceOutcome {
+  payload: InferencePayload;
+  inference: InferenceReport;
+}
+
+type EngineLike = Pick<InferenceEngine, 'submit' | 'allocateTensor' | 'releaseTensor'>;
+
+/** Pooled tensors from the engine; releaseTensor is idempotent and ignores tensors already moved to a device. */
+export function engineAllocator(engine: Pick<InferenceEngine, 'allocateTensor' | 'releaseTensor'>): TensorAllocator {
+  return {
+    allocateTensor: (type: TensorType, dims: number[]) => engine.allocateTensor(type, dims),
+    releaseTensor: (tensor: TensorData) => engine.releaseTensor(tensor),
+  };
+}
+
+export function shapeResult(result: TaskResult, preset: OutputPreset, fromArray: boolean): InferencePayload {
+  if (preset.kind === 'raw') return rawOutputs(result.outputs, preset.format);
+  const rows = classify(result.outputs, preset);
+  // One result object for one sample; an array when the message carried several.
+  return fromArray || rows.length > 1 ? rows : rows[0];
+}
+
+/**
+ * Runs one payload. `startedAt` (performance.now() when the message arrived) and `waitedMs` (time
+ * it spent waiting before this call, e.g. for the model to load) go into the report.
+ */
+export async function runInference(engine: EngineLike, setup: InferenceSetup, payload: unknown, startedAt = performance.now(), waitedMs = 0, allocator = engineAllocator(engine)): Promise<InferenceOutcome> {
+  const prepared = await prepareInput(allocator, setup.handle.info, payload, { image: setup.image, maxBatch: setup.maxBatch });
+  let result: TaskResult;
+  try {
+    result = await engine.submit(setup.handle, prepared.feeds, setup.devices ? { devices: setup.devices } : {});
+  } catch (err) {
+    releaseInput(allocator, prepared);
+    throw err;
+  }
+  const shaped = shapeResult(result, setup.output, prepared.fromArray);
+  const t = result.timings;
+  return {
+    payload: shaped,
+    inference: {
+      device: result.deviceId,
+      queueMs: waitedMs + t.queueMs + t.deviceQueueMs,
+      inferMs: t.inferMs,
+      totalMs: performance.now() - startedAt,
+      batchSize: result.batchSize,
+    },
+  };
+}

@@ -1,0 +1,94 @@
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { closeEngine } from '../../src/engine/pipeline/singleton';
+import type { Classification, RawOutput } from '../../src/engine/io/postprocess';
+import type { NodeMessage } from '../../nodes/lib/red';
+import { NCS2_NODES, ROOT, collect, helper, node, waitFor } from './support';
+
+const EXAMPLES = path.join(ROOT, 'examples');
+
+// Core nodes the examples use; debug nodes are swapped for helper nodes to capture their input.
+const CORE = ['common/20-inject.js', 'storage/10-file.js', 'sequence/17-split.js', 'function/15-change.js'].map((f) =>
+  require(path.join(path.dirname(require.resolve('@node-red/nodes/package.json')), 'core', f)),
+);
+
+interface FlowNode {
+  id: string;
+  type: string;
+  name?: string;
+  once?: boolean;
+  repeat?: string;
+}
+
+/** The example as a test flow: debug -> helper, and no timers on inject nodes (the test triggers them). */
+function loadExample(file: string): FlowNode[] {
+  const flow = JSON.parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8')) as FlowNode[];
+  return flow.map((n) => (n.type === 'debug' ? { ...n, type: 'helper' } : n.type === 'inject' ? { ...n, once: false, repeat: '' } : n));
+}
+
+function idOf(flow: FlowNode[], type: string, name?: string): string {
+  const found = flow.find((n) => n.type === type && (name === undefined || n.name === name));
+  if (!found) throw new Error(`no ${type} ${name ?? ''} in the example`);
+  return found.id;
+}
+
+describe('examples/ (importable flows)', function () {
+  this.timeout(30000);
+
+  beforeEach(function (done) {
+    helper.startServer(done);
+  });
+
+  afterEach(async function () {
+    await helper.unload();
+    await closeEngine();
+    await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
+  });
+
+  it('every example is a valid flow and every flow node type of this package appears in one', function () {
+    const types = new Set<string>();
+    for (const file of fs.readdirSync(EXAMPLES).filter((f) => f.endsWith('.json'))) {
+      const flow = JSON.parse(fs.readFileSync(path.join(EXAMPLES, file), 'utf8')) as FlowNode[];
+      assert.ok(Array.isArray(flow) && flow.length > 0, file);
+      const ids = new Set(flow.map((n) => n.id));
+      assert.equal(ids.size, flow.length, `${file}: unique ids`);
+      for (const n of flow) types.add(n.type);
+    }
+    assert.ok(types.has('ncs2-infer'));
+  });
+
+  it('classify-mnist-digits: a random bundled sample is classified as the digit in its file name', async function () {
+    const flow = loadExample('classify-mnist-digits.json');
+    await helper.load([...CORE, ...NCS2_NODES], flow);
+    const results = collect(idOf(flow, 'helper', 'digit'));
+    const errors = collect(idOf(flow, 'helper', 'errors'));
+    const inject = node(idOf(flow, 'inject'));
+    for (let i = 0; i < 5; i++) inject.receive({});
+    await waitFor(() => results.length + errors.length === 5, 'five results');
+    assert.deepEqual(errors, []);
+    for (const msg of results) {
+      const truth = path.basename(String(msg.filename)).split('-')[1][0];
+      assert.equal((msg.payload as Classification).label, truth, String(msg.filename));
+      assert.equal((msg.payload as Classification).top.length, 3);
+    }
+  });
+
+  it('batch-of-digits-raw-output: four JPEGs run as one batch with a [4, 10] logits output', async function () {
+    const flow = loadExample('batch-of-digits-raw-output.json');
+    await helper.load([...CORE, ...NCS2_NODES], flow);
+    const results: NodeMessage[] = collect(idOf(flow, 'helper', 'raw logits'));
+    const errors = collect(idOf(flow, 'helper', 'errors'));
+    node(idOf(flow, 'inject')).receive({});
+    await waitFor(() => results.length + errors.length === 1, 'one result');
+    assert.deepEqual(errors, []);
+    const logits = (results[0].payload as Record<string, RawOutput>).logits;
+    assert.deepEqual(logits.dims, [4, 10]);
+    const data = logits.data as number[];
+    const argmax = [0, 1, 2, 3].map((r) => {
+      const row = data.slice(r * 10, r * 10 + 10);
+      return row.indexOf(Math.max(...row));
+    });
+    assert.deepEqual(argmax, [0, 1, 2, 3]);
+  });
+});

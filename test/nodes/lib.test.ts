@@ -1,0 +1,221 @@
+import { strict as assert } from 'assert';
+import * as path from 'path';
+import type { InferenceEngine } from '../../src/engine/pipeline/engine';
+import { DeviceLease } from '../../nodes/lib/device-lease';
+import { GraphLease, type GraphState } from '../../nodes/lib/graph-lease';
+import { InferController } from '../../nodes/lib/infer-controller';
+import { DEFAULT_LABELS, DEFAULT_MODEL, PACKAGE_ROOT, resolveConfigPath } from '../../nodes/lib/paths';
+import { parseDeviceSettings, parseGraphSettings } from '../../nodes/lib/settings';
+import { StatusMeter } from '../../nodes/lib/status-meter';
+import { WaitingQueue } from '../../nodes/lib/waiting-queue';
+import type { NodeStatus } from '../../nodes/lib/red';
+import { ROOT } from './support';
+
+const WORDS = { loading: 'loading', ready: 'ready', failed: 'failed', dropped: 'dropped' };
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Records what the leases take from and give back to the engine; releases wait until the test lets them finish. */
+function fakeEngine() {
+  const calls: string[] = [];
+  const graphReleases: Array<() => void> = [];
+  const info = { inputs: [{ name: 'image', type: 'float32', dims: ['N', 1, 28, 28] }], outputs: [{ name: 'logits', type: 'float32', dims: ['N', 10] }] };
+  const engine = {
+    acquireDevice: (spec: { id: string }) => calls.push(`acquireDevice ${spec.id}`),
+    releaseDevice: (id: string, o: { free?: boolean }) => {
+      calls.push(`releaseDevice ${id} free=${o.free}`);
+      return Promise.resolve();
+    },
+    loadGraph: async () => {
+      calls.push('loadGraph');
+      return { id: 'g', name: 'g', info, ops: {} };
+    },
+    releaseGraph: (_h: unknown, o: { free?: boolean }) => {
+      calls.push(`releaseGraph free=${o.free}`);
+      const d = deferred();
+      graphReleases.push(d.resolve);
+      return d.promise;
+    },
+  };
+  return { engine: engine as unknown as InferenceEngine, calls, graphReleases };
+}
+
+function user() {
+  const states: GraphState[] = [];
+  return { states, graphState: (s: GraphState) => states.push(s) };
+}
+
+const log = { warn: () => undefined, error: () => undefined };
+
+describe('nodes/lib (node helpers without Node-RED)', function () {
+  describe('WaitingQueue', function () {
+    it('applies reject, drop-newest and drop-oldest at capacity', function () {
+      const reject = new WaitingQueue<number>(2, 'reject');
+      assert.deepEqual([reject.offer(1), reject.offer(2), reject.offer(3)], [{ outcome: 'queued' }, { outcome: 'queued' }, { outcome: 'rejected', item: 3 }]);
+      const newest = new WaitingQueue<number>(1, 'drop-newest');
+      newest.offer(1);
+      assert.deepEqual(newest.offer(2), { outcome: 'dropped', item: 2 });
+      assert.deepEqual(newest.takeAll(), [1]);
+      const oldest = new WaitingQueue<number>(2, 'drop-oldest');
+      oldest.offer(1);
+      oldest.offer(2);
+      assert.deepEqual(oldest.offer(3), { outcome: 'dropped', item: 1 });
+      assert.deepEqual(oldest.takeAll(), [2, 3]);
+      assert.equal(oldest.length, 0);
+    });
+  });
+
+  describe('StatusMeter', function () {
+    it('updates on its timer, not per message, and stops updating once stopped', async function () {
+      const shown: NodeStatus[] = [];
+      const meter = new StatusMeter({ status: (s) => shown.push(s), warnDrops: () => undefined, words: WORDS, intervalMs: 20 });
+      meter.start();
+      meter.setState('ready', 'cpu');
+      for (let i = 0; i < 5000; i++) meter.completed();
+      await pause(70);
+      meter.stop();
+      const count = shown.length;
+      assert.ok(count <= 6, `${count} status updates for 5000 messages`);
+      assert.ok(shown.some((s) => s.shape === 'dot' && /\/s · cpu$/.test(s.text ?? '')), JSON.stringify(shown));
+      for (let i = 0; i < 100; i++) meter.completed();
+      meter.dropped();
+      await pause(60);
+      assert.equal(shown.length, count, 'no update after stop');
+    });
+
+    it('warns about drops at most once per period', async function () {
+      const warnings: number[] = [];
+      const meter = new StatusMeter({ status: () => undefined, warnDrops: (n) => warnings.push(n), words: WORDS, intervalMs: 10, warnEveryMs: 60_000 });
+      meter.start();
+      meter.setState('ready', 'cpu');
+      meter.dropped();
+      meter.dropped();
+      await pause(40);
+      meter.dropped();
+      await pause(40);
+      meter.stop();
+      assert.deepEqual(warnings, [2]);
+      assert.equal(meter.droppedCount, 3);
+    });
+  });
+
+  describe('settings', function () {
+    it('reads device settings with blanks as engine defaults', function () {
+      assert.deepEqual(parseDeviceSettings({ kind: 'cpu', workers: '2', threadsPerWorker: 'auto', maxInFlight: '', queueCapacity: '16', queuePolicy: 'drop-oldest' }), {
+        kind: 'cpu',
+        workers: 2,
+        threadsPerWorker: undefined,
+        maxInFlight: undefined,
+        queueCapacity: 16,
+        queuePolicy: 'drop-oldest',
+      });
+      assert.throws(() => parseDeviceSettings({ workers: '0' }), /workers must be an integer >= 1 or blank, got "0"/);
+      assert.throws(() => parseDeviceSettings({ kind: 'gpu' }), /device kind must be one of cpu, got "gpu"/);
+      assert.throws(() => parseDeviceSettings({ queuePolicy: 'fifo' }), /queue policy must be one of reject, drop-oldest, drop-newest/);
+    });
+
+    it('reads graph settings: fractions, per-channel lists, the built-in model and its labels', function () {
+      const s = parseGraphSettings({ model: '', scale: '1/255', mean: '0.485, 0.456, 0.406', std: '0.5', channels: 'auto', layout: 'NHWC', resize: 'letterbox', padValue: '114' }, undefined);
+      assert.equal(s.modelPath, DEFAULT_MODEL);
+      assert.equal(s.labelsPath, DEFAULT_LABELS);
+      assert.equal(s.preprocess.scale, 1 / 255);
+      assert.deepEqual(s.preprocess.mean, [0.485, 0.456, 0.406]);
+      assert.equal(s.preprocess.std, 0.5);
+      assert.equal(s.preprocess.channels, undefined);
+      assert.equal(s.preprocess.layout, 'NHWC');
+      assert.equal(s.preprocess.padValue, 114);
+      assert.equal(s.preset, 'classification');
+      const other = parseGraphSettings({ model: '/models/x.onnx' }, undefined);
+      assert.equal(other.labelsPath, undefined, 'no default labels for another model');
+      assert.throws(() => parseGraphSettings({ scale: 'big' }, undefined), /scale must be a number \(or a fraction like 1\/255\)/);
+      assert.throws(() => parseGraphSettings({ channels: '2' }, undefined), /channels must be 1, 3 or auto/);
+      assert.throws(() => parseGraphSettings({ preset: 'detection' }, undefined), /postprocess preset must be one of classification, raw/);
+    });
+
+    it('resolves relative paths in the user directory first, then in the package', function () {
+      assert.equal(PACKAGE_ROOT, ROOT);
+      assert.equal(resolveConfigPath('models/mnist/labels.txt', '/nonexistent-user-dir'), path.join(ROOT, 'models', 'mnist', 'labels.txt'));
+      assert.equal(resolveConfigPath('mnist/labels.txt', path.join(ROOT, 'models')), path.join(ROOT, 'models', 'mnist', 'labels.txt'));
+      assert.equal(resolveConfigPath('missing.onnx', '/udir'), '/udir/missing.onnx');
+      assert.equal(resolveConfigPath('/abs/m.onnx', '/udir'), '/abs/m.onnx');
+    });
+  });
+
+  describe('leases', function () {
+    const settings = () => ({ ...parseGraphSettings({ model: '' }, undefined) });
+
+    it('the first user loads, the last one releases, exactly once, with removed as free', async function () {
+      const { engine, calls, graphReleases } = fakeEngine();
+      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu');
+      const lease = new GraphLease(() => engine, device, settings(), 'g', log);
+      const a = user();
+      const b = user();
+      lease.register(a);
+      lease.register(b);
+      await lease.whenLoaded();
+      assert.deepEqual(calls, ['acquireDevice cpu-d', 'loadGraph']);
+      assert.equal(a.states.at(-1)?.state, 'ready');
+      await lease.deregister(a, true);
+      assert.deepEqual(calls, ['acquireDevice cpu-d', 'loadGraph'], 'still one user');
+      const released = lease.deregister(b, true);
+      await pause(0);
+      graphReleases.shift()!();
+      await released;
+      await lease.close(true);
+      await device.close(true);
+      assert.deepEqual(calls, ['acquireDevice cpu-d', 'loadGraph', 'releaseGraph free=true', 'releaseDevice cpu-d free=true']);
+    });
+
+    it('a new load during the old release keeps the device (the old release only gives back its own hold)', async function () {
+      const { engine, calls, graphReleases } = fakeEngine();
+      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu');
+      const lease = new GraphLease(() => engine, device, settings(), 'g', log);
+      const a = user();
+      lease.register(a);
+      await lease.whenLoaded();
+      const oldRelease = lease.deregister(a, false); // waits in releaseGraph
+      const b = user();
+      lease.register(b);
+      await lease.whenLoaded();
+      graphReleases.shift()!();
+      await oldRelease;
+      assert.ok(!calls.some((c) => c.startsWith('releaseDevice')), calls.join('; '));
+      assert.equal(b.states.at(-1)?.state, 'ready');
+    });
+
+    it('a graph without a usable device fails with the reason, telling its users', async function () {
+      const { engine } = fakeEngine();
+      const lease = new GraphLease(() => engine, new Error('device config d is invalid: workers must be an integer'), settings(), 'g', log);
+      const a = user();
+      lease.register(a);
+      await assert.rejects(lease.whenLoaded(), /device config d is invalid/);
+      await pause(0);
+      assert.equal(a.states.at(-1)?.state, 'failed');
+    });
+  });
+
+  describe('InferController', function () {
+    it('ends held messages with an error when the model fails to load, and after close refuses new ones', async function () {
+      const { engine } = fakeEngine();
+      const lease = new GraphLease(() => engine, new Error('no device selected'), parseGraphSettings({ model: '' }, undefined), 'g', log);
+      const shown: NodeStatus[] = [];
+      const controller = new InferController({ graph: lease, status: (s) => shown.push(s), warn: () => undefined, words: WORDS });
+      controller.start();
+      const ended: Array<Error | undefined> = [];
+      controller.onInput({ payload: 1 }, () => undefined, (err) => ended.push(err));
+      await assert.rejects(lease.whenLoaded());
+      await pause(0);
+      assert.equal(ended.length, 1);
+      assert.match(String(ended[0]?.message), /the model is not loaded, so the message was not processed: no device selected/);
+      assert.deepEqual(shown.at(-1), { fill: 'red', shape: 'ring', text: 'failed' });
+      await controller.close(true);
+      controller.onInput({ payload: 2 }, () => undefined, (err) => ended.push(err));
+      assert.match(String(ended[1]?.message), /ncs2-infer is stopping/);
+    });
+  });
+});
