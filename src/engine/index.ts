@@ -5,7 +5,7 @@
 export * from './errors';
 export * from './tensor';
 export { InferenceEngine } from './pipeline/engine';
-export type { EngineOptions, GraphOptions, GraphHandle, SubmitOptions, TaskResult, TaskTimings, EngineStats, GraphStats, QueuePolicy } from './pipeline/engine';
+export type { EngineOptions, GraphOptions, GraphHandle, SubmitOptions, TaskResult, TaskEvent, TaskTimings, EngineStats, GraphStats, QueuePolicy } from './pipeline/engine';
 export { getEngine, closeEngine } from './pipeline/singleton';
 export { CpuDevice, type CpuDeviceOptions } from './devices/cpu/cpu-device';
 export { createDevice, type DeviceSpec, type CpuDeviceSpec } from './devices/factory';

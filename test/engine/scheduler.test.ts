@@ -424,3 +424,19 @@ describe('shared devices and graphs (config-node use)', function () {
     assert.equal(engine.pool.getStats().bufferHits - after.bufferHits, 1);
   });
 });
+
+describe('task events', function () {
+  it("emits one 'task' event per completed task, with its timings", async function () {
+    const engine = new InferenceEngine({ devices: [new FakeDevice({ id: 'a', maxInFlight: 2 })] });
+    try {
+      const g = await engine.loadGraph(model, { name: 'tiny' });
+      const events: Array<{ graphName: string; deviceId: string; timings: { totalMs: number } }> = [];
+      engine.on('task', (e) => events.push(e));
+      await Promise.all([1, 2, 3].map((i) => engine.submit(g, feeds(i))));
+      assert.equal(events.length, 3);
+      assert.ok(events.every((e) => e.graphName === 'tiny' && e.deviceId === 'a' && e.timings.totalMs > 0));
+    } finally {
+      await engine.close();
+    }
+  });
+});

@@ -76,6 +76,15 @@ export interface TaskTimings {
   totalMs: number;
 }
 
+/** Emitted as 'task' for every completed task when someone listens (metrics exporters). */
+export interface TaskEvent {
+  graphId: string;
+  graphName: string;
+  deviceId: string;
+  timings: TaskTimings;
+  batchSize: number;
+}
+
 export interface TaskResult {
   id: number;
   graphId: string;
@@ -779,6 +788,7 @@ export class InferenceEngine extends EventEmitter {
         g.batchedSamples += samples;
         const parts = tasks.length === 1 ? [result.outputs] : splitOutputs(result.outputs, tasks.map((t) => t.batchSize));
         const done = now();
+        const observed = this.listenerCount('task') > 0;
         tasks.forEach((task, i) => {
           if (task.settled) return;
           const timings: TaskTimings = { queueMs: task.dispatchedAt - task.submittedAt, deviceQueueMs: result.deviceQueueMs, inferMs: result.inferMs, totalMs: done - task.submittedAt };
@@ -789,6 +799,7 @@ export class InferenceEngine extends EventEmitter {
           task.settled = true;
           if (task.deadlineTimer) clearTimeout(task.deadlineTimer);
           task.resolve({ id: task.id, graphId: g.id, deviceId: device.id, outputs: parts[i], timings, batchSize: samples, retries: task.retries });
+          if (observed) this.emit('task', { graphId: g.id, graphName: g.name, deviceId: device.id, timings, batchSize: samples } satisfies TaskEvent);
         });
       },
       (err: Error) => {
