@@ -6,7 +6,7 @@ import { InferController } from './lib/infer-controller';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
 import type { GraphConfigNode } from './lib/config-nodes';
 
-type InferNodeDef = NodeDef & { graph?: string };
+type InferNodeDef = NodeDef & { graph?: string; split?: boolean | string };
 
 export = function register(RED: NodeAPI): void {
   function Ncs2InferNode(this: RedNode, def: InferNodeDef): void {
@@ -15,6 +15,10 @@ export = function register(RED: NodeAPI): void {
     const graph = graphNode ? (graphNode.lease ?? graphNode.configError!) : new Error('no ncs2-graph config node is selected; open the node and choose a graph');
     const controller = new InferController({
       graph,
+      // A batch message from ncs2-batch comes out as one message per item, each with its own properties.
+      split: def.split === true || def.split === 'true',
+      // node.error(err, msg) is what done(err) does for the input message: Catch nodes get the item's own message.
+      itemError: (err, msg) => this.error(err, msg),
       status: (status) => this.status(status),
       warn: (message) => this.warn(message),
       words: {

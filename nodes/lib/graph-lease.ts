@@ -126,7 +126,9 @@ export class GraphLease {
     hold.deviceToken = {};
     device.register(hold.deviceToken);
     const { capacity, policy } = this.waitingBound;
-    hold.handle = await engine.loadGraph(s.modelPath, { name: this.name, devices: [device.deviceId], queueCapacity: capacity, queuePolicy: policy });
+    // batching is always passed (false too): the engine keeps a graph's last setting, and a redeploy that turns it off must reach a cached graph.
+    const batching = s.batching ? { ...s.batching, adaptive: true } : false;
+    hold.handle = await engine.loadGraph(s.modelPath, { name: this.name, devices: [device.deviceId], queueCapacity: capacity, queuePolicy: policy, batching });
     const info = hold.handle.info;
 
     let output: OutputPreset;

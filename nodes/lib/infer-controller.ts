@@ -5,6 +5,7 @@ import type { GraphLease, GraphState, GraphUser, LoadedGraph } from './graph-lea
 import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red';
 import { StatusMeter, type StatusWords } from './status-meter';
 import { WaitingQueue } from './waiting-queue';
+import { readBatch, type BatchItem } from './batch-message';
 
 interface Pending {
   msg: NodeMessage;
@@ -21,6 +22,10 @@ export interface InferControllerOptions {
   words: StatusWords;
   /** Status refresh period (ms); tests shorten it. */
   statusIntervalMs?: number;
+  /** Turn a batch message from ncs2-batch back into one message per item. */
+  split?: boolean;
+  /** Reports a failed batch item to Catch nodes with that item's own message (node.error(err, msg)). */
+  itemError?(err: Error, msg: NodeMessage): void;
 }
 
 /** A message the queue policy dropped (drop-oldest/drop-newest), as opposed to one that failed. */
@@ -117,6 +122,14 @@ export class InferController implements GraphUser {
 
   // Catches everything itself: a rejected promise in an input handler would stop Node-RED.
   private async complete(graph: LoadedGraph, p: Pending): Promise<void> {
+    let batch: BatchItem[] | undefined;
+    try {
+      batch = this.options.split ? readBatch(p.msg) : undefined;
+    } catch (err) {
+      p.done(err as Error);
+      return;
+    }
+    if (batch) return this.completeSplit(graph, p, batch);
     try {
       const waitedMs = performance.now() - p.arrivedAt;
       const outcome = await runInference(graph.engine, graph.setup, p.msg.payload, p.arrivedAt, waitedMs);
@@ -132,6 +145,48 @@ export class InferController implements GraphUser {
       } else {
         p.done(err as Error);
       }
+    }
+  }
+
+  /**
+   * A batch message split back into its items. Each item is submitted on its own and the engine's
+   * dynamic batching (enabled on the ncs2-graph) coalesces the ones that fit together into batched
+   * runs: a bad item then fails alone, items of different shapes land in different runs, and the
+   * engine, which sees every request on the graph, picks the batch size. Each item ends in exactly
+   * one output message (its own properties, _msgid included) or one error reported with its own
+   * message; the batch message itself then completes with done().
+   */
+  private async completeSplit(graph: LoadedGraph, p: Pending, items: BatchItem[]): Promise<void> {
+    const waitedMs = performance.now() - p.arrivedAt;
+    let failed = 0;
+    await Promise.all(
+      items.map(async (item) => {
+        try {
+          const outcome = await runInference(graph.engine, graph.setup, item.payload, p.arrivedAt, waitedMs);
+          item.msg.payload = outcome.payload;
+          item.msg.inference = outcome.inference;
+          this.meter.completed();
+          p.send(item.msg);
+        } catch (err) {
+          if (isPolicyDrop(err)) {
+            this.meter.dropped();
+            return;
+          }
+          failed++;
+          this.reportItem(err as Error, item.msg);
+        }
+      }),
+    );
+    // Item errors already reached Catch with the item's message; the batch message itself is done.
+    if (failed > 0 && !this.options.itemError) p.done(new Error(`${failed} of ${items.length} batch items failed`));
+    else p.done();
+  }
+
+  private reportItem(err: Error, msg: NodeMessage): void {
+    try {
+      this.options.itemError?.(err, msg);
+    } catch {
+      // A throwing error reporter must not take the other items down with it.
     }
   }
 

@@ -8,6 +8,8 @@ import type { SoftmaxMode, RawFormat } from '../../src/engine/io/postprocess';
 import type { QueuePolicy } from '../../src/engine/pipeline/engine';
 import type { DeviceKind } from '../../src/engine/devices/device';
 import { DEFAULT_LABELS, DEFAULT_MODEL, resolveConfigPath } from './paths';
+import type { BatchMode } from './batch-collector';
+import type { ThermalAction, ThermalGuardSettings } from './thermal-guard';
 
 type Raw = Record<string, unknown>;
 
@@ -101,6 +103,19 @@ export interface GraphSettings {
   softmax: SoftmaxMode;
   rawFormat: RawFormat;
   outputName?: string;
+  /** The engine's dynamic batching for this graph, or false to run each request alone. */
+  batching: false | { maxBatchSize: number; targetLatencyMs: number };
+}
+
+function optionalPositive(def: Raw, field: string, label: string): number | undefined {
+  const n = optionalNumber(def, field, label);
+  if (n !== undefined && n <= 0) throw new ConfigError(`${label} must be a number > 0 or blank, got ${JSON.stringify(def[field])}`);
+  return n;
+}
+
+/** The editor saves checkboxes as booleans; flows written by hand may say "true". */
+function flag(value: unknown): boolean {
+  return value === true || value === 'true';
 }
 
 export function parseGraphSettings(def: Raw, userDir: string | undefined): GraphSettings {
@@ -134,5 +149,46 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
     softmax: choice<SoftmaxMode>(def, 'softmax', 'softmax', ['auto', 'always', 'never'], 'auto')!,
     rawFormat: choice<RawFormat>(def, 'rawFormat', 'raw data format', ['array', 'typed'], 'array')!,
     outputName: text(def.output) || undefined,
+    batching: flag(def.batching)
+      ? { maxBatchSize: intWithDefault(def, 'batchMaxSize', 'max batch size', 32), targetLatencyMs: optionalPositive(def, 'batchTargetMs', 'target latency') ?? 2 }
+      : false,
   };
+}
+
+// ------------------------------------------------------------------ ncs2-batch
+
+export const BATCH_MODES: readonly BatchMode[] = ['count', 'time', 'adaptive'];
+
+export interface BatchSettings {
+  mode: BatchMode;
+  count: number;
+  timeoutMs: number;
+  maxItems: number;
+}
+
+export function parseBatchSettings(def: Raw): BatchSettings {
+  const mode = choice(def, 'mode', 'batch mode', BATCH_MODES, 'count')!;
+  const maxItems = intWithDefault(def, 'maxItems', 'max items', 64);
+  const count = intWithDefault(def, 'count', 'count', 8);
+  if (count > maxItems) throw new ConfigError(`count (${count}) must not exceed max items (${maxItems})`);
+  const timeoutMs = optionalNumber(def, 'timeout', 'max wait') ?? (mode === 'count' ? 0 : 50);
+  if (timeoutMs < 0) throw new ConfigError(`max wait must be >= 0 ms, got ${timeoutMs}`);
+  // Without a time limit only a full batch is sent: time and adaptive batches must end on their own.
+  if (mode !== 'count' && timeoutMs === 0) throw new ConfigError(`max wait must be > 0 ms in ${mode} mode, or the last items of a burst would wait forever`);
+  return { mode, count, timeoutMs, maxItems };
+}
+
+// ------------------------------------------------------------------ ncs2-thermal-guard
+
+export const THERMAL_ACTIONS: readonly ThermalAction[] = ['alert', 'shed', 'pause'];
+
+export function parseThermalSettings(def: Raw): ThermalGuardSettings {
+  const targetC = optionalNumber(def, 'targetC', 'target temperature') ?? 70;
+  const criticalC = optionalNumber(def, 'criticalC', 'critical temperature') ?? 85;
+  const hysteresisC = optionalNumber(def, 'hysteresisC', 'hysteresis') ?? 5;
+  if (criticalC <= targetC) throw new ConfigError(`critical temperature (${criticalC} C) must be above the target (${targetC} C)`);
+  if (hysteresisC < 0) throw new ConfigError(`hysteresis must be >= 0 C, got ${hysteresisC}`);
+  const interval = optionalNumber(def, 'interval', 'reading interval') ?? 10;
+  if (interval < 0) throw new ConfigError(`reading interval must be >= 0 s (0: only when a message arrives), got ${interval}`);
+  return { targetC, criticalC, hysteresisC, action: choice(def, 'action', 'action', THERMAL_ACTIONS, 'shed')!, intervalMs: interval * 1000 };
 }

@@ -5,6 +5,8 @@ import { closeEngine } from '../../src/engine/pipeline/singleton';
 import type { Classification, RawOutput } from '../../src/engine/io/postprocess';
 import type { NodeMessage } from '../../nodes/lib/red';
 import { NCS2_NODES, ROOT, collect, helper, node, waitFor } from './support';
+import batchNode = require('../../nodes/ncs2-batch');
+import thermalGuardNode = require('../../nodes/ncs2-thermal-guard');
 
 const EXAMPLES = path.join(ROOT, 'examples');
 
@@ -56,6 +58,8 @@ describe('examples/ (importable flows)', function () {
       for (const n of flow) types.add(n.type);
     }
     assert.ok(types.has('ncs2-infer'));
+    assert.ok(types.has('ncs2-batch'));
+    assert.ok(types.has('ncs2-thermal-guard'));
   });
 
   it('classify-mnist-digits: a random bundled sample is classified as the digit in its file name', async function () {
@@ -90,5 +94,38 @@ describe('examples/ (importable flows)', function () {
       return row.indexOf(Math.max(...row));
     });
     assert.deepEqual(argmax, [0, 1, 2, 3]);
+  });
+
+  it('batch-digits-through-ncs2-batch: eight digits in batches of 4 come back as eight messages with their own file names', async function () {
+    const flow = loadExample('batch-digits-through-ncs2-batch.json');
+    await helper.load([...CORE, ...NCS2_NODES, batchNode], flow);
+    const results = collect(idOf(flow, 'helper', 'digit'));
+    const errors = collect(idOf(flow, 'helper', 'errors'));
+    node(idOf(flow, 'inject')).receive({});
+    await waitFor(() => results.length + errors.length === 8, 'eight results');
+    assert.deepEqual(errors, []);
+    for (const msg of results) {
+      const truth = path.basename(String(msg.filename)).split('-')[1][0];
+      assert.equal((msg.payload as Classification).label, truth, String(msg.filename));
+      assert.equal((msg.parts as { count: number }).count, 8);
+    }
+  });
+
+  it('thermal-guard: readings on demand for the device the classifier opened', async function () {
+    const flow = loadExample('thermal-guard.json');
+    await helper.load([...CORE, ...NCS2_NODES, thermalGuardNode], flow);
+    const readings = collect(idOf(flow, 'helper', 'readings'));
+    const errors = collect(idOf(flow, 'helper', 'errors'));
+    node(idOf(flow, 'inject', 'a digit every second')).receive({});
+    const cpu = `cpu-${idOf(flow, 'ncs2-device')}`;
+    // The device opens when the classifier's graph loads; ask until its reading appears.
+    await waitFor(() => {
+      if (!readings.some((m) => (m.payload as { deviceId: string }).deviceId === cpu)) node(idOf(flow, 'inject', 'readings now')).receive({});
+      return readings.some((m) => (m.payload as { deviceId: string }).deviceId === cpu);
+    }, 'a reading of the cpu device');
+    const reading = readings.find((m) => (m.payload as { deviceId: string }).deviceId === cpu)!.payload as { temperatureC: number | null; state: string; simulated: boolean };
+    assert.ok(reading.temperatureC === null || typeof reading.temperatureC === 'number');
+    assert.equal(reading.simulated, false);
+    assert.deepEqual(errors, []);
   });
 });

@@ -1,0 +1,54 @@
+/**
+ * ncs2-batch: groups messages into one batch message (by count, by time, or adaptively to the
+ * graph's current batch cap) for ncs2-infer, which can run it as one batch or split it back.
+ */
+import { BatchCollector, type BatchMode } from './lib/batch-collector';
+import { parseBatchSettings } from './lib/settings';
+import type { NodeAPI, NodeDef, RedNode } from './lib/red';
+import type { GraphConfigNode } from './lib/config-nodes';
+
+type BatchNodeDef = NodeDef & Record<string, unknown> & { graph?: string };
+
+export = function register(RED: NodeAPI): void {
+  function Ncs2BatchNode(this: RedNode, def: BatchNodeDef): void {
+    RED.nodes.createNode(this, def);
+    let collector: BatchCollector | undefined;
+    let configError: Error | undefined;
+    try {
+      const settings = parseBatchSettings(def);
+      const graphNode = def.graph ? (RED.nodes.getNode(def.graph) as GraphConfigNode | null) : null;
+      collector = new BatchCollector({
+        ...settings,
+        status: (status) => this.status(status),
+        adaptiveCap: () => adaptiveCap(settings.mode, graphNode),
+      });
+    } catch (err) {
+      configError = new Error(`ncs2-batch ${def.name || this.id} is invalid: ${(err as Error).message}`);
+      this.error(configError.message);
+      this.status({ fill: 'red', shape: 'ring', text: 'invalid settings' });
+    }
+    this.on('input', (msg, send, done) => {
+      if (collector) collector.onInput(msg, send, done);
+      else done(configError);
+    });
+    this.on('close', (_removed, done) => {
+      collector?.close();
+      done();
+    });
+    collector?.start();
+  }
+  RED.nodes.registerType('ncs2-batch', Ncs2BatchNode);
+};
+
+/**
+ * The batch cap the engine's adaptive controller currently uses for the graph, read from its
+ * statistics; undefined while the graph is not loaded or has batching off (the count applies).
+ * The batch node only reads the graph: it does not load it (the infer node using it does).
+ */
+function adaptiveCap(mode: BatchMode, graphNode: GraphConfigNode | null): number | undefined {
+  if (mode !== 'adaptive' || !graphNode?.lease) return undefined;
+  const state = graphNode.lease.state;
+  if (state.state !== 'ready') return undefined;
+  const stats = state.graph.engine.getStats().graphs[state.graph.setup.handle.id];
+  return stats?.batching.enabled ? stats.batching.cap : undefined;
+}
