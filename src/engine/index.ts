@@ -20,3 +20,9 @@ export { EdgePipeline, DevicePipeline, getEdgePipeline, type EdgePipelineOptions
 export { BatchProcessor, BatchOptimizer, type BatchMeasurement } from './pipeline/batch-optimizer';
 export type { BatchingOptions } from './pipeline/batcher';
 export * from './io';
+export { SimNcs2Device, serviceTimeMs, PUBLISHED_FIGURES, type SimNcs2Options } from './devices/sim-ncs2';
+export { StickRegistry, getStickRegistry, listSticks, type StickRecord } from './devices/usb/registry';
+export * from './host';
+export * from './planner';
+export { ThermalOptimizer } from './telemetry/thermal-optimizer';
+export { ThermalPolicy, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from './pipeline/thermal-policy';

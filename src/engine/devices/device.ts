@@ -32,6 +32,8 @@ export interface DeviceGraph {
   executionProvider: string;
   /** Why a requested execution provider was not used, when it was not. */
   fallbackReason?: string;
+  /** Precision the device computes this graph in, when it differs from the model's (a stick runs fp32 models in fp16). */
+  precision?: Precision;
 }
 
 export interface NamedTensor extends TensorData {

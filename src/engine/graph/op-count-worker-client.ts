@@ -14,7 +14,8 @@ export function countModelOpsOffThread(bytes: Uint8Array, inputShapes?: Record<s
       settled = true;
       if (msg.ok) resolve(msg.count);
       else reject(new Error(msg.message));
-      void worker.terminate();
+      // the worker exits by itself once it has answered; terminating a thread that holds an
+      // onnxruntime session can abort the whole process
     });
     worker.once('error', (err) => {
       if (!settled) reject(err);

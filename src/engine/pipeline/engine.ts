@@ -783,7 +783,7 @@ export class InferenceEngine extends EventEmitter {
       (result) => {
         this.finish(tasks, device);
         this.recordService(`${device.id}|${g.id}`, loadKey, result.inferMs);
-        stats.onRun(result.inferMs, samples, g.ops.total, g.info.precision);
+        stats.onRun(result.inferMs, samples, g.ops.total, g.loaded.get(device.id)?.precision ?? g.info.precision);
         g.batches++;
         g.batchedSamples += samples;
         const parts = tasks.length === 1 ? [result.outputs] : splitOutputs(result.outputs, tasks.map((t) => t.batchSize));

@@ -43,6 +43,8 @@ interface WorkerSlot {
 /** Outputs up to this size are copied out of a shared arena; larger ones alone in theirs are handed over. */
 const COPY_OUT_BYTES = 64 * 1024;
 const align = (n: number) => (n + 63) & ~63;
+/** A worker running a long inference gets this long to finish it and exit before it is terminated. */
+const WORKER_CLOSE_MS = 5000;
 
 /**
  * The CPU as one device: W worker threads x T onnxruntime intra-op threads. By default
@@ -316,10 +318,19 @@ export class CpuDevice implements Device {
     const failure = new DeviceError(`${this.id} was closed while the task ran`, this.id);
     await Promise.all(
       this.slots.map(async (slot) => {
+        const wasAlive = slot.alive;
         slot.alive = false;
         for (const p of slot.inFlight.values()) p.reject(failure);
         slot.inFlight.clear();
-        await slot.worker.terminate();
+        if (!wasAlive) return;
+        // Ask the worker to release its sessions and exit; terminate only if it does not.
+        const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
+        slot.worker.ref();
+        this.post(slot, { op: 'close' });
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), WORKER_CLOSE_MS)));
+        if ((await Promise.race([exited, timeout])) === 'timeout') await slot.worker.terminate();
+        clearTimeout(timer);
       }),
     );
     this.graphs.clear();

@@ -206,6 +206,12 @@ port.on('message', (msg: ToWorker) => {
         post({ op: 'loadFailed', key: msg.key, message: (err as Error).message });
       }
       break;
+    case 'close':
+      pendingRuns.length = 0;
+      for (const session of sessions.values()) session.release();
+      sessions.clear();
+      port.close();
+      break;
     case 'unload':
       sessions.get(msg.key)?.release();
       sessions.delete(msg.key);

@@ -14,6 +14,8 @@ import type { TensorType } from '../../tensor';
 export type ToWorker =
   | { op: 'load'; key: string; model: Uint8Array | string; session: SessionSettings; threads: number; affinity?: string }
   | { op: 'unload'; key: string }
+  /** Release every session and exit (terminating a thread inside onnxruntime can abort the process). */
+  | { op: 'close' }
   | { op: 'run'; id: number; buffers: ArrayBuffer[]; strings: string[]; tasks: Float64Array };
 
 export type FromWorker =

@@ -1,0 +1,3 @@
+export * from './ids';
+export * from './registry';
+export * from './engine-binding';
