@@ -1,0 +1,94 @@
+/**
+ * What the ncs2-stats node sends, built from one engine statistics snapshot (pure: tested without
+ * Node-RED). Output 1 carries one message per metric, `{topic, payload: number}`: the shape both
+ * dashboards' charts and gauges take as is (topic = series, payload = y). Output 2 carries one
+ * array of device rows, which ui-table replaces its contents with.
+ */
+import type { EngineStats } from '../../src/engine/pipeline/engine';
+
+export interface StatsFilter {
+  /** Only this graph (engine graph id); undefined = every graph. */
+  graphId?: string;
+  /** Only this device (engine device id); undefined = every device. */
+  deviceId?: string;
+}
+
+export interface MetricMessage {
+  topic: string;
+  payload: number;
+}
+
+export interface DeviceRow {
+  device: string;
+  fps: number;
+  p50: number;
+  p99: number;
+  tops: number;
+  utilization: number | null;
+  temperatureC: number | null;
+  queue: number;
+  drops: number;
+  simulated: boolean;
+}
+
+/** Rounded so a dashboard label does not show 17 digits; small enough not to hide a change. */
+function r(value: number, digits = 3): number {
+  return Number(value.toFixed(digits));
+}
+
+/** Pushes a metric unless it is unknown: a null would draw as 0 on a chart, which is a lie. */
+function push(out: MetricMessage[], topic: string, value: number | null | undefined, digits = 3): void {
+  if (value === null || value === undefined || !Number.isFinite(value)) return;
+  out.push({ topic, payload: r(value, digits) });
+}
+
+export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {}): { metrics: MetricMessage[]; rows: DeviceRow[] } {
+  const graphs = Object.values(stats.graphs).filter((g) => !filter.graphId || g.graphId === filter.graphId);
+  const devices = Object.values(stats.devices).filter(
+    (d) => !d.removed && (!filter.deviceId || d.deviceId === filter.deviceId) && (!filter.graphId || graphs.some((g) => d.deviceId in g.placement)),
+  );
+  const metrics: MetricMessage[] = [];
+  const rows: DeviceRow[] = [];
+  for (const d of devices) {
+    const id = d.deviceId;
+    // Drops are counted per graph (the queue is the graph's): a device row shows its graphs' drops.
+    const drops = graphs.filter((g) => id in g.placement).reduce((s, g) => s + g.dropped + g.rejected, 0);
+    push(metrics, `${id} fps`, d.inferencesPerSec, 1);
+    push(metrics, `${id} p50 ms`, d.latencyMs.count ? d.latencyMs.p50 : null);
+    push(metrics, `${id} p99 ms`, d.latencyMs.count ? d.latencyMs.p99 : null);
+    push(metrics, `${id} tops`, d.achievedTops, 6);
+    push(metrics, `${id} utilization`, d.utilization, 4);
+    push(metrics, `${id} occupancy`, d.occupancy, 4);
+    push(metrics, `${id} temperature C`, d.temperatureC, 1);
+    push(metrics, `${id} queue`, d.queueDepths.inference, 0);
+    push(metrics, `${id} in flight`, d.inFlight, 0);
+    push(metrics, `${id} failed`, d.failedTasks, 0);
+    rows.push({
+      device: id,
+      fps: r(d.inferencesPerSec, 1),
+      p50: r(d.latencyMs.p50),
+      p99: r(d.latencyMs.p99),
+      tops: r(d.achievedTops, 6),
+      utilization: d.utilization === null ? null : r(d.utilization, 4),
+      temperatureC: d.temperatureC === null ? null : r(d.temperatureC, 1),
+      queue: d.queueDepths.inference,
+      drops,
+      simulated: d.simulated,
+    });
+  }
+  for (const g of graphs) {
+    push(metrics, `${g.name} p50 ms`, g.latencyMs.count ? g.latencyMs.p50 : null);
+    push(metrics, `${g.name} p99 ms`, g.latencyMs.count ? g.latencyMs.p99 : null);
+    push(metrics, `${g.name} queue`, g.queueDepth, 0);
+    push(metrics, `${g.name} completed`, g.completed, 0);
+    push(metrics, `${g.name} drops`, g.dropped + g.rejected, 0);
+    push(metrics, `${g.name} failed`, g.failed, 0);
+  }
+  if (!filter.graphId && !filter.deviceId) {
+    push(metrics, 'total fps', stats.totalInferencesPerSec, 1);
+    push(metrics, 'total tops', stats.totalTops, 6);
+    push(metrics, 'event loop p99 ms', stats.eventLoopDelayMs.p99);
+    push(metrics, 'graph cache hit rate', stats.graphCache.hitRate, 4);
+  }
+  return { metrics, rows };
+}

@@ -1,0 +1,92 @@
+/**
+ * ncs2-stats: emits the engine's statistics on an interval and on every input message, as
+ * dashboard-ready messages (see lib/stats-messages.ts), and mounts the Prometheus endpoint.
+ */
+import { getEngine } from '../src/engine/pipeline/singleton';
+import { PrometheusExporter } from '../src/engine/telemetry/prometheus';
+import { buildStatsMessages, type StatsFilter } from './lib/stats-messages';
+import type { AdminRequest, NodeAPI, NodeDef, NodeMessage, RedNode, SendFunction } from './lib/red';
+import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
+
+type StatsNodeDef = NodeDef & { interval?: string | number; graph?: string; device?: string };
+
+/** The express response methods the metrics endpoint needs beyond red.ts's JSON-only view. */
+interface TextResponse {
+  status(code: number): TextResponse;
+  set(header: string, value: string): TextResponse;
+  send(body: string): void;
+}
+
+/** Shortest interval: a dashboard cannot show changes faster, and each tick takes a stats snapshot. */
+const MIN_INTERVAL_S = 0.25;
+
+export = function register(RED: NodeAPI): void {
+  function Ncs2StatsNode(this: RedNode & { send: SendFunction }, def: StatsNodeDef): void {
+    RED.nodes.createNode(this, def);
+    const intervalS = Number(def.interval ?? 5);
+    const graphNode = def.graph ? (RED.nodes.getNode(def.graph) as GraphConfigNode | null) : null;
+    const deviceNode = def.device ? (RED.nodes.getNode(def.device) as DeviceConfigNode | null) : null;
+
+    // The graph id exists only once the graph config has loaded its model, so it is looked up per emission.
+    const filter = (msg?: NodeMessage): StatsFilter | Error => {
+      const f: StatsFilter = {};
+      if (typeof msg?.device === 'string') f.deviceId = msg.device;
+      else if (def.device) {
+        if (!deviceNode?.lease) return new Error('the selected ncs2-device is not deployed or its configuration is invalid');
+        f.deviceId = deviceNode.lease.deviceId;
+      }
+      if (typeof msg?.graph === 'string') f.graphId = msg.graph;
+      else if (def.graph) {
+        const state = graphNode?.lease?.state;
+        if (state?.state !== 'ready') return new Error(`the selected ncs2-graph is not loaded (${state?.state ?? 'not deployed'})`);
+        f.graphId = state.graph.setup.handle.id;
+      }
+      return f;
+    };
+
+    const emit = (send: SendFunction, msg?: NodeMessage): Error | undefined => {
+      const f = filter(msg);
+      if (f instanceof Error) {
+        this.status({ fill: 'yellow', shape: 'ring', text: RED._('ncs2-stats.status.waiting') });
+        return f;
+      }
+      const { metrics, rows } = buildStatsMessages(getEngine().getStats(), f);
+      this.status({ fill: 'green', shape: 'dot', text: RED._('ncs2-stats.status.devices', { count: rows.length }) });
+      // Output 1 gets an array: Node-RED sends its messages one by one on that output.
+      (send as (m: unknown) => void)([metrics, { ...(msg ?? {}), topic: 'devices', payload: rows }]);
+      return undefined;
+    };
+
+    let timer: NodeJS.Timeout | undefined;
+    if (Number.isFinite(intervalS) && intervalS > 0) {
+      timer = setInterval(() => {
+        // A graph still loading is normal on a timer tick: the status says so, no log flood.
+        emit((m) => this.send(m));
+      }, Math.max(MIN_INTERVAL_S, intervalS) * 1000);
+    }
+
+    this.on('input', (msg, send, done) => {
+      try {
+        const err = emit(send, msg);
+        done(err);
+      } catch (err) {
+        done(err as Error);
+      }
+    });
+    this.on('close', (_removed, done) => {
+      clearInterval(timer);
+      done();
+    });
+  }
+  RED.nodes.registerType('ncs2-stats', Ncs2StatsNode);
+
+  // Prometheus scrape target on the admin API (Node-RED's adminAuth protects it like the editor).
+  const exporter = new PrometheusExporter(() => getEngine());
+  RED.httpAdmin.get('/ncs2/metrics', RED.auth.needsPermission('ncs2-stats.read'), (_req: AdminRequest, res) => {
+    const text = res as unknown as TextResponse;
+    exporter.metrics().then(
+      (body) => text.status(200).set('Content-Type', exporter.contentType).send(body),
+      (err: Error) => text.status(500).set('Content-Type', 'text/plain').send(`# metrics failed: ${err.message}\n`),
+    );
+  });
+};
