@@ -26,3 +26,4 @@ export * from './host';
 export * from './planner';
 export { ThermalOptimizer } from './telemetry/thermal-optimizer';
 export { ThermalPolicy, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from './pipeline/thermal-policy';
+export * from './graph/optimizer';

@@ -1,0 +1,97 @@
+/**
+ * Facts about a model's tensors taken from onnxruntime itself: one run with every
+ * intermediate exposed as a graph output gives each tensor's element type and shape.
+ * The runtime is the authority on what it computes, so no ONNX type inference is
+ * re-implemented here (the same choice op-count.ts makes for shapes).
+ */
+import * as ort from 'onnxruntime-node';
+import { DataType, IGraphProto, ModelProto, encodeModel } from '../onnx';
+import { TensorType, readModelInfo, tensorTypeFromElemType } from '../model-info';
+import { exposeIntermediates } from '../op-count';
+import { mulberry32 } from '../builder';
+import { isDefaultDomain } from './graph-edit';
+import { tensorDims } from './tensors';
+
+export interface TensorMeta {
+  type: TensorType;
+  dims: number[];
+}
+
+/** Ops whose outputs are sequences or optionals: onnxruntime-node cannot return those as outputs. */
+const NON_TENSOR_PRODUCERS = new Set([
+  'SequenceConstruct', 'SequenceInsert', 'SequenceErase', 'SequenceEmpty', 'SplitToSequence', 'Optional',
+]);
+
+function syntheticFeed(type: TensorType, dims: number[], rand: () => number): ort.Tensor {
+  const n = dims.reduce((a, b) => a * b, 1);
+  switch (type) {
+    case 'float32':
+      return new ort.Tensor('float32', Float32Array.from({ length: n }, rand), dims);
+    case 'float16':
+      // Bit pattern 0x3800 is 0.5.
+      return new ort.Tensor('float16', new Uint16Array(n).fill(0x3800), dims);
+    case 'float64':
+      return new ort.Tensor('float64', Float64Array.from({ length: n }, rand), dims);
+    case 'uint8':
+      return new ort.Tensor('uint8', new Uint8Array(n), dims);
+    case 'int8':
+      return new ort.Tensor('int8', new Int8Array(n), dims);
+    case 'int32':
+      return new ort.Tensor('int32', new Int32Array(n), dims);
+    case 'int64':
+      return new ort.Tensor('int64', new BigInt64Array(n), dims);
+    case 'bool':
+      return new ort.Tensor('bool', new Uint8Array(n), dims);
+    default:
+      throw new Error(`cannot make a synthetic ${type} input`);
+  }
+}
+
+/** Synthetic feeds for every input: symbolic dims become 1 unless `shapes` names them. */
+export function syntheticFeeds(bytes: Uint8Array, shapes: Record<string, number[]> = {}): Record<string, ort.Tensor> {
+  const rand = mulberry32(7);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const i of readModelInfo(bytes).inputs) {
+    const dims = shapes[i.name] ?? i.dims.map((d) => (typeof d === 'number' ? d : 1));
+    feeds[i.name] = syntheticFeed(i.type, dims, rand);
+  }
+  return feeds;
+}
+
+/**
+ * Element type and shape of every tensor: initializers from the file, inputs and node
+ * outputs from one run on synthetic data (symbolic dims set to 1 unless given).
+ */
+export async function probeTensors(model: ModelProto, shapes?: Record<string, number[]>): Promise<Map<string, TensorMeta>> {
+  const graph = model.graph as IGraphProto;
+  const meta = new Map<string, TensorMeta>();
+  for (const t of graph.initializer ?? []) {
+    const type = tensorTypeFromElemType(t.dataType ?? DataType.UNDEFINED);
+    if (type) meta.set(t.name ?? '', { type, dims: tensorDims(t) });
+  }
+  const bytes = encodeModel(model);
+  const names: string[] = [];
+  for (const node of graph.node ?? []) {
+    if (isDefaultDomain(node) && NON_TENSOR_PRODUCERS.has(node.opType ?? '')) continue;
+    for (const o of node.output ?? []) if (o) names.push(o);
+  }
+  const feeds = syntheticFeeds(bytes, shapes);
+  for (const [name, t] of Object.entries(feeds)) meta.set(name, { type: t.type as TensorType, dims: [...t.dims] });
+  const session = await ort.InferenceSession.create(exposeIntermediates(bytes, names), {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'disabled',
+    logSeverityLevel: 3,
+  });
+  try {
+    const results = await session.run(feeds);
+    for (const [name, tensor] of Object.entries(results)) {
+      meta.set(name, { type: tensor.type as TensorType, dims: [...tensor.dims] });
+      tensor.dispose();
+    }
+  } finally {
+    await session.release();
+  }
+  return meta;
+}
