@@ -1,7 +1,6 @@
 import { strict as assert } from 'assert';
-import { closeEngine } from '../../src/engine/pipeline/singleton';
 import type { AdminHandler, AdminRequest, AdminResponse, NodeAPI } from '../../nodes/lib/red';
-import { NCS2_NODES, buildFlow, graphLease, helper } from './support';
+import { NCS2_NODES, buildFlow, graphLease, helper, useNodeRedServer } from './support';
 
 interface DevicesBody {
   kinds: Array<{ kind: string; available: boolean; cores: number }>;
@@ -28,15 +27,7 @@ describe('ncs2 admin endpoints', function () {
   this.timeout(30000);
 
   describe('through the test helper', function () {
-    beforeEach(function (done) {
-      helper.startServer(done);
-    });
-
-    afterEach(async function () {
-      await helper.unload();
-      await closeEngine();
-      await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
-    });
+    useNodeRedServer();
 
     it('GET /ncs2/devices lists the kinds this host offers and the open devices', async function () {
       await helper.load(NCS2_NODES, buildFlow());

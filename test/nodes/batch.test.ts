@@ -1,14 +1,13 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { closeEngine } from '../../src/engine/pipeline/singleton';
 import type { Classification } from '../../src/engine/io/postprocess';
 import type { InferenceReport } from '../../src/engine/io/infer';
 import batchNode = require('../../nodes/ncs2-batch');
 import { BatchCollector, type BatchCollectorOptions } from '../../nodes/lib/batch-collector';
 import { readBatch } from '../../nodes/lib/batch-message';
 import type { NodeMessage } from '../../nodes/lib/red';
-import { NCS2_NODES, SAMPLES, TAB, buildFlow, collect, graphLease, helper, node, settle, waitFor } from './support';
+import { NCS2_NODES, SAMPLES, TAB, buildFlow, collect, graphLease, helper, node, settle, waitFor, useNodeRedServer } from './support';
 
 const sample = (name: string) => fs.readFileSync(path.join(SAMPLES, name));
 const NODES = [...NCS2_NODES, batchNode];
@@ -34,15 +33,7 @@ function batchFlow(batch: Record<string, unknown>, options: { split?: boolean; b
 describe('ncs2-batch and ncs2-infer split results (node-red-node-test-helper)', function () {
   this.timeout(30000);
 
-  beforeEach(function (done) {
-    helper.startServer(done);
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    await closeEngine();
-    await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
-  });
+  useNodeRedServer();
 
   it('groups by count into one batch message: payloads in order, each item message without its payload, each input completed once', async function () {
     await helper.load(NODES, batchFlow({ count: 3 }));

@@ -1,10 +1,9 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { closeEngine } from '../../src/engine/pipeline/singleton';
 import type { Classification, RawOutput } from '../../src/engine/io/postprocess';
 import type { NodeMessage } from '../../nodes/lib/red';
-import { NCS2_NODES, ROOT, collect, helper, node, waitFor } from './support';
+import { NCS2_NODES, ROOT, collect, helper, node, waitFor, useNodeRedServer } from './support';
 import batchNode = require('../../nodes/ncs2-batch');
 import thermalGuardNode = require('../../nodes/ncs2-thermal-guard');
 
@@ -38,15 +37,7 @@ function idOf(flow: FlowNode[], type: string, name?: string): string {
 describe('examples/ (importable flows)', function () {
   this.timeout(30000);
 
-  beforeEach(function (done) {
-    helper.startServer(done);
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    await closeEngine();
-    await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
-  });
+  useNodeRedServer();
 
   it('every example is a valid flow and every flow node type of this package appears in one', function () {
     const types = new Set<string>();

@@ -2,11 +2,10 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import sharp from 'sharp';
-import { closeEngine } from '../../src/engine/pipeline/singleton';
 import type { Classification, RawOutput } from '../../src/engine/io/postprocess';
 import type { InferenceReport } from '../../src/engine/io/infer';
 import type { NodeMessage } from '../../nodes/lib/red';
-import { NCS2_NODES, SAMPLES, buildFlow, collect, graphLease, helper, node, settle, statuses, waitFor } from './support';
+import { NCS2_NODES, SAMPLES, buildFlow, collect, graphLease, helper, node, settle, statuses, waitFor, useNodeRedServer } from './support';
 
 const sample = (name: string) => fs.readFileSync(path.join(SAMPLES, name));
 
@@ -17,15 +16,7 @@ interface CaughtMessage extends NodeMessage {
 describe('ncs2-infer (node-red-node-test-helper)', function () {
   this.timeout(30000);
 
-  beforeEach(function (done) {
-    helper.startServer(done);
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    await closeEngine();
-    await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
-  });
+  useNodeRedServer();
 
   it('loads all three node types and shows ready with the device once the model is loaded', async function () {
     await helper.load(NCS2_NODES, buildFlow({ device: { name: 'stick' } }));

@@ -1,10 +1,10 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { closeEngine, getEngine } from '../../src/engine/pipeline/singleton';
+import { getEngine } from '../../src/engine/pipeline/singleton';
 import type { Classification } from '../../src/engine/io/postprocess';
 import type { NodeMessage } from '../../nodes/lib/red';
-import { NCS2_NODES, SAMPLES, TAB, buildFlow, collect, graphLease, helper, node, waitFor } from './support';
+import { NCS2_NODES, SAMPLES, TAB, buildFlow, collect, graphLease, helper, node, waitFor, useNodeRedServer } from './support';
 
 const digit = fs.readFileSync(path.join(SAMPLES, '6012-6.png'));
 
@@ -19,15 +19,7 @@ async function classifyOnce(): Promise<NodeMessage> {
 describe('ncs2 nodes: deploy, redeploy and removal', function () {
   this.timeout(30000);
 
-  beforeEach(function (done) {
-    helper.startServer(done);
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    await closeEngine();
-    await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
-  });
+  useNodeRedServer();
 
   it('redeploying the same flow reloads nothing: one graph, a cache hit, no new miss', async function () {
     const flow = buildFlow();

@@ -1,9 +1,9 @@
 import { strict as assert } from 'assert';
-import { closeEngine, getEngine } from '../../src/engine/pipeline/singleton';
+import { getEngine } from '../../src/engine/pipeline/singleton';
 import statsNode = require('../../nodes/ncs2-stats');
 import type { NodeMessage } from '../../nodes/lib/red';
 import type { DeviceRow } from '../../nodes/lib/stats-messages';
-import { NCS2_NODES, ROOT, SAMPLES, TAB, buildFlow, collect, helper, node, statuses, waitFor } from './support';
+import { NCS2_NODES, ROOT, SAMPLES, TAB, buildFlow, collect, helper, node, statuses, waitFor, useNodeRedServer } from './support';
 import { parseExposition, sampleValue } from '../telemetry/exposition';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -33,15 +33,7 @@ async function classifyOne(): Promise<void> {
 describe('ncs2-stats node', function () {
   this.timeout(30000);
 
-  beforeEach(function (done) {
-    helper.startServer(done);
-  });
-
-  afterEach(async function () {
-    await helper.unload();
-    await closeEngine();
-    await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
-  });
+  useNodeRedServer();
 
   it('on input: one {topic, payload: number} message per metric and an array of device rows', async function () {
     await helper.load([...NCS2_NODES, statsNode], statsFlow());

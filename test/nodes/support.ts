@@ -1,3 +1,4 @@
+import { closeEngine } from '../../src/engine/pipeline/singleton';
 /**
  * Shared set-up for the node tests: the test helper (typed for what the tests use), the node
  * modules, a flow builder and small waiting utilities.
@@ -36,6 +37,19 @@ export interface TestHelper {
 }
 
 export const helper = require('node-red-node-test-helper') as TestHelper;
+
+/** Starts the test helper's server before each test; unloads, closes the engine and stops it after. */
+export function useNodeRedServer(): void {
+  beforeEach(function (done) {
+    helper.startServer(done);
+  });
+
+  afterEach(async function () {
+    await helper.unload();
+    await closeEngine();
+    await new Promise<void>((resolve, reject) => helper.stopServer((err) => (err ? reject(err) : resolve())));
+  });
+}
 helper.init(require.resolve('node-red'));
 
 export const NCS2_NODES = [deviceNode, graphNode, inferNode];

@@ -87,6 +87,32 @@ function resolveInputShapes(bytes: Uint8Array, inputShapes: Record<string, numbe
 }
 
 /**
+ * One run of the model with intermediates exposed (all, or the named ones), single-threaded and
+ * unoptimized so the graph runs as written. Returns each output's type and dims; the tensors are
+ * released. Shared by op counting and the optimizer's calibration probes.
+ */
+export async function runExposed(bytes: Uint8Array, feeds: Record<string, ort.Tensor>, names?: string[]): Promise<Map<string, { type: string; dims: readonly number[] }>> {
+  const session = await ort.InferenceSession.create(exposeIntermediates(bytes, names), {
+    intraOpNumThreads: 1,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'disabled',
+    logSeverityLevel: 3,
+  });
+  const out = new Map<string, { type: string; dims: readonly number[] }>();
+  try {
+    const results = await session.run(feeds);
+    for (const [name, tensor] of Object.entries(results)) {
+      out.set(name, { type: tensor.type, dims: [...tensor.dims] });
+      tensor.dispose();
+    }
+  } finally {
+    await session.release();
+  }
+  return out;
+}
+
+/**
  * Runs the model once (1 thread, no graph optimization, so the graph runs as
  * written) with every intermediate exposed and returns name -> dims for the
  * inputs, every node output and every initializer. Memory: all intermediates
@@ -104,22 +130,7 @@ export async function probeShapes(bytes: Uint8Array, inputShapes?: Record<string
     feeds[i.name] = probeTensor(i.type, i.dims, rand);
     shapes.set(i.name, [...i.dims]);
   }
-  const session = await ort.InferenceSession.create(exposeIntermediates(bytes), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'disabled',
-    logSeverityLevel: 3,
-  });
-  try {
-    const results = await session.run(feeds);
-    for (const [name, tensor] of Object.entries(results)) {
-      shapes.set(name, [...tensor.dims]);
-      tensor.dispose();
-    }
-  } finally {
-    await session.release();
-  }
+  for (const [name, tensor] of await runExposed(bytes, feeds)) shapes.set(name, [...tensor.dims]);
   return shapes;
 }
 

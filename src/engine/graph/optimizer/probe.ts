@@ -7,7 +7,7 @@
 import * as ort from 'onnxruntime-node';
 import { DataType, IGraphProto, ModelProto, encodeModel } from '../onnx';
 import { TensorType, readModelInfo, tensorTypeFromElemType } from '../model-info';
-import { exposeIntermediates } from '../op-count';
+import { runExposed } from '../op-count';
 import { mulberry32 } from '../builder';
 import { isDefaultDomain } from './graph-edit';
 import { tensorDims } from './tensors';
@@ -77,21 +77,6 @@ export async function probeTensors(model: ModelProto, shapes?: Record<string, nu
   }
   const feeds = syntheticFeeds(bytes, shapes);
   for (const [name, t] of Object.entries(feeds)) meta.set(name, { type: t.type as TensorType, dims: [...t.dims] });
-  const session = await ort.InferenceSession.create(exposeIntermediates(bytes, names), {
-    intraOpNumThreads: 1,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'disabled',
-    logSeverityLevel: 3,
-  });
-  try {
-    const results = await session.run(feeds);
-    for (const [name, tensor] of Object.entries(results)) {
-      meta.set(name, { type: tensor.type as TensorType, dims: [...tensor.dims] });
-      tensor.dispose();
-    }
-  } finally {
-    await session.release();
-  }
+  for (const [name, t] of await runExposed(bytes, feeds, names)) meta.set(name, { type: t.type as TensorType, dims: [...t.dims] });
   return meta;
 }
