@@ -203,6 +203,7 @@ export interface GraphHandle {
 const SERVICE_EWMA = 0.2;
 const IN_FLIGHT_COVER_MS = 2;
 const SLOWDOWN_MIN_SAMPLES = 20;
+const MAX_REMOVED_SHOWN = 8;
 
 function now(): number {
   return performance.now();
@@ -226,6 +227,7 @@ export class InferenceEngine extends EventEmitter {
    */
   private readonly serviceAtLoad = new Map<string, { ewma: number; best: number; samples: number }>();
   private readonly thermal = new Map<string, ThermalPolicy>();
+  private readonly removedStats: string[] = [];
   private readonly thermalTimer: NodeJS.Timeout;
   private readonly graphs = new Map<string, GraphEntry>();
   private readonly loadingGraphs = new Map<string, Promise<GraphEntry>>();
@@ -310,6 +312,16 @@ export class InferenceEngine extends EventEmitter {
       this.cache.delete(this.cacheKey(g, id));
     }
     stats.markRemoved();
+    this.removedStats.push(id);
+    // removed devices stay visible in statistics (marked removed), the most recent few only
+    while (this.removedStats.length > MAX_REMOVED_SHOWN) {
+      const old = this.removedStats.shift()!;
+      if (!this.devices.has(old)) {
+        this.stats.delete(old);
+        this.thermal.delete(old);
+      }
+    }
+    this.forgetServiceTimes((key) => key.split('|')[0] === id);
     await device.close();
     this.busy.delete(device);
     this.emit('devices');
@@ -552,10 +564,18 @@ export class InferenceEngine extends EventEmitter {
     clearTimeout(g.idleTimer);
     if (this.graphs.get(g.id) !== g) return;
     this.graphs.delete(g.id);
+    clearTimeout(g.batchTimer);
     for (const deviceId of [...g.loaded.keys()]) {
       this.cache.delete(this.cacheKey(g, deviceId));
       this.evict(g, deviceId);
     }
+    this.forgetServiceTimes((key) => key.split('|')[1] === g.id);
+  }
+
+  /** Service-time records go with their graph or device, so redeploy churn cannot grow them. */
+  private forgetServiceTimes(matches: (key: string) => boolean): void {
+    for (const key of this.serviceMs.keys()) if (matches(key)) this.serviceMs.delete(key);
+    for (const key of this.serviceAtLoad.keys()) if (matches(key)) this.serviceAtLoad.delete(key);
   }
 
   graphCount(): number {
