@@ -440,3 +440,21 @@ describe('task events', function () {
     }
   });
 });
+
+describe('bounded bookkeeping', function () {
+  it('keeps statistics of only the most recently removed devices', async function () {
+    const engine = new InferenceEngine();
+    try {
+      for (let i = 0; i < 20; i++) {
+        engine.addDevice(new FakeDevice({ id: `d${i}` }));
+        await engine.removeDevice(`d${i}`);
+      }
+      engine.addDevice(new FakeDevice({ id: 'live' }));
+      const ids = Object.keys(engine.getStats().devices);
+      assert.equal(ids.length, 9, ids.join(','));
+      assert.ok(ids.includes('live') && ids.includes('d19') && !ids.includes('d0'));
+    } finally {
+      await engine.close();
+    }
+  });
+});
