@@ -43,7 +43,7 @@ export function exposeIntermediates(bytes: Uint8Array, names?: string[]): Uint8A
 }
 
 /** Feeds for a shape probe: floats get deterministic values in [0, 1) (keeps Log/Sqrt/Div finite), integers zeros (always-valid indices). */
-function probeTensor(type: TensorType, dims: number[], rand: () => number): ort.Tensor {
+export function probeTensor(type: TensorType, dims: number[], rand: () => number): ort.Tensor {
   const n = dims.reduce((a, b) => a * b, 1);
   switch (type) {
     case 'float32':

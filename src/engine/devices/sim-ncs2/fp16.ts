@@ -12,47 +12,11 @@
 import { DataType, encodeModel, makeNode, type IGraphProto, type ITensorProto } from '../../graph/onnx';
 import { parseModel, readModelInfo } from '../../graph/model-info';
 import { ModelLoadError } from '../../errors';
+// One float16 conversion for the whole package: the optimizer's (round to nearest even, subnormals, overflow to infinity).
+import { toHalfBits, fromHalfBits as halfBitsToFloat } from '../../graph/optimizer/half';
 
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
+export { toHalfBits, halfBitsToFloat };
 
-/** IEEE 754 binary16 bits of `v`, rounded to nearest, ties to even (as the hardware converts). */
-export function toHalfBits(v: number): number {
-  f32[0] = v;
-  const x = u32[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && half & 1)) half++;
-    return sign | half;
-  }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-  return sign | half;
-}
-
-export function halfBitsToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
-/** The float32 value nearest to `v` that FP16 can represent. */
 export function roundToFp16(v: number): number {
   return halfBitsToFloat(toHalfBits(v));
 }

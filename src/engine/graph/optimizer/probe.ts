@@ -7,7 +7,7 @@
 import * as ort from 'onnxruntime-node';
 import { DataType, IGraphProto, ModelProto, encodeModel } from '../onnx';
 import { TensorType, readModelInfo, tensorTypeFromElemType } from '../model-info';
-import { runExposed } from '../op-count';
+import { probeTensor, runExposed } from '../op-count';
 import { mulberry32 } from '../builder';
 import { isDefaultDomain } from './graph-edit';
 import { tensorDims } from './tensors';
@@ -22,38 +22,13 @@ const NON_TENSOR_PRODUCERS = new Set([
   'SequenceConstruct', 'SequenceInsert', 'SequenceErase', 'SequenceEmpty', 'SplitToSequence', 'Optional',
 ]);
 
-function syntheticFeed(type: TensorType, dims: number[], rand: () => number): ort.Tensor {
-  const n = dims.reduce((a, b) => a * b, 1);
-  switch (type) {
-    case 'float32':
-      return new ort.Tensor('float32', Float32Array.from({ length: n }, rand), dims);
-    case 'float16':
-      // Bit pattern 0x3800 is 0.5.
-      return new ort.Tensor('float16', new Uint16Array(n).fill(0x3800), dims);
-    case 'float64':
-      return new ort.Tensor('float64', Float64Array.from({ length: n }, rand), dims);
-    case 'uint8':
-      return new ort.Tensor('uint8', new Uint8Array(n), dims);
-    case 'int8':
-      return new ort.Tensor('int8', new Int8Array(n), dims);
-    case 'int32':
-      return new ort.Tensor('int32', new Int32Array(n), dims);
-    case 'int64':
-      return new ort.Tensor('int64', new BigInt64Array(n), dims);
-    case 'bool':
-      return new ort.Tensor('bool', new Uint8Array(n), dims);
-    default:
-      throw new Error(`cannot make a synthetic ${type} input`);
-  }
-}
-
 /** Synthetic feeds for every input: symbolic dims become 1 unless `shapes` names them. */
 export function syntheticFeeds(bytes: Uint8Array, shapes: Record<string, number[]> = {}): Record<string, ort.Tensor> {
   const rand = mulberry32(7);
   const feeds: Record<string, ort.Tensor> = {};
   for (const i of readModelInfo(bytes).inputs) {
     const dims = shapes[i.name] ?? i.dims.map((d) => (typeof d === 'number' ? d : 1));
-    feeds[i.name] = syntheticFeed(i.type, dims, rand);
+    feeds[i.name] = probeTensor(i.type, dims, rand);
   }
   return feeds;
 }
