@@ -80,8 +80,9 @@ describe('engine on the cpu device (worker threads)', function () {
     const cnn = buildMobileNetLike({ inputSize: 224, seed: 1 });
     const g = await engine.loadGraph(cnn);
     const x = randomInput(9, 3 * 224 * 224);
-    // the same work on the main thread, as a plain onnxruntime-node loop would do it, for contrast
-    const session = await ort.InferenceSession.create(cnn, { intraOpNumThreads: 2 });
+    // The same work on the main thread, as a plain onnxruntime-node loop would do it, for contrast:
+    // one intra-op thread, so each run blocks the loop for a whole single-core inference (~10 ms here).
+    const session = await ort.InferenceSession.create(cnn, { intraOpNumThreads: 1 });
     const feeds = { input: new ort.Tensor('float32', x, [1, 3, 224, 224]) };
     const monitor = new EventLoopMonitor();
     monitor.start();
