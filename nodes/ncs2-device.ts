@@ -34,7 +34,11 @@ export = function register(RED: NodeAPI): void {
   // The editor lists device kinds this host offers and the devices the engine has open.
   RED.httpAdmin.get('/ncs2/devices', RED.auth.needsPermission('ncs2-device.read'), (_req, res) => {
     const cpus = os.cpus();
-    const kinds = DEVICE_KINDS.map((kind) => ({ kind, available: true, description: cpus[0]?.model ?? 'CPU', cores: os.availableParallelism() }));
+    const kinds = DEVICE_KINDS.map((kind) =>
+      kind === 'sim-ncs2'
+        ? { kind, available: true, simulated: true, description: 'simulated Intel NCS2 (Myriad X): published timing, outputs computed on this CPU' }
+        : { kind, available: true, description: cpus[0]?.model ?? 'CPU', cores: os.availableParallelism() },
+    );
     const devices = getEngine()
       .listDevices()
       .map((d) => ({ id: d.id, kind: d.kind, name: d.info.name, simulated: d.info.simulated, maxInFlight: d.maxInFlight, parallelism: d.parallelism, info: d.info }));

@@ -26,7 +26,7 @@ export = function register(RED: NodeAPI): void {
     try {
       const settings = parseGraphSettings(def, RED.settings.userDir);
       const name = def.name || path.basename(settings.modelPath);
-      this.lease = new GraphLease(getEngine, device, settings, name, { warn: (m) => this.warn(m), error: (m) => this.error(m) });
+      this.lease = new GraphLease(getEngine, device, settings, name, { info: (m) => this.log(m), warn: (m) => this.warn(m), error: (m) => this.error(m) });
     } catch (err) {
       this.configError = new Error(`graph config ${def.name || this.id} is invalid: ${(err as Error).message}`);
       this.error(this.configError.message);

@@ -26,9 +26,10 @@ export class DeviceLease {
     if (this.closed) throw new Error(`device config ${this.label} is closed (being redeployed or deleted)`);
     if (!this.engine) {
       const engine = this.getEngine();
-      const { kind, workers, threadsPerWorker, maxInFlight } = this.settings;
+      const { kind, workers, threadsPerWorker, maxInFlight, usb } = this.settings;
       // Unset fields stay out of the spec: the engine compares specs to decide whether a redeploy changed the device.
-      const spec = JSON.parse(JSON.stringify({ kind, id: this.deviceId, workers, threadsPerWorker, maxInFlight })) as Parameters<InferenceEngine['acquireDevice']>[0];
+      const fields = kind === 'sim-ncs2' ? { kind, id: this.deviceId, maxInFlight, usb } : { kind, id: this.deviceId, workers, threadsPerWorker, maxInFlight };
+      const spec = JSON.parse(JSON.stringify(fields)) as Parameters<InferenceEngine['acquireDevice']>[0];
       engine.acquireDevice(spec);
       this.engine = engine;
     }

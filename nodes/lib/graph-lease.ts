@@ -4,7 +4,10 @@ import { resolveImageSpec, type ImageSpec } from '../../src/engine/io/preprocess
 import { checkClassificationOutput, loadLabels } from '../../src/engine/io/postprocess';
 import type { InferenceSetup, OutputPreset } from '../../src/engine/io/infer';
 import type { DeviceLease } from './device-lease';
-import type { GraphSettings } from './settings';
+import type { GraphSettings, OptimizeOnLoad } from './settings';
+import type { DeviceKind } from '../../src/engine/devices/device';
+import { optimizeCached } from '../../src/engine/graph/optimizer/cache';
+import type { ImageCalibrationOptions } from '../../src/engine/graph/optimizer/calibration-data';
 
 export interface LoadedGraph {
   /** The engine that holds the graph (the one messages must go to). */
@@ -22,6 +25,7 @@ export interface GraphUser {
 }
 
 export interface GraphLeaseLog {
+  info(message: string): void;
   warn(message: string): void;
   error(message: string): void;
 }
@@ -128,7 +132,8 @@ export class GraphLease {
     const { capacity, policy } = this.waitingBound;
     // batching is always passed (false too): the engine keeps a graph's last setting, and a redeploy that turns it off must reach a cached graph.
     const batching = s.batching ? { ...s.batching, adaptive: true } : false;
-    hold.handle = await engine.loadGraph(s.modelPath, { name: this.name, devices: [device.deviceId], queueCapacity: capacity, queuePolicy: policy, batching });
+    const modelPath = s.optimize ? await this.optimized(s.optimize, device.settings.kind) : s.modelPath;
+    hold.handle = await engine.loadGraph(modelPath, { name: this.name, devices: [device.deviceId], queueCapacity: capacity, queuePolicy: policy, batching });
     const info = hold.handle.info;
 
     let output: OutputPreset;
@@ -151,6 +156,21 @@ export class GraphLease {
       image = err as Error;
     }
     return { engine, setup: { handle: hold.handle, image, maxBatch: s.maxBatch, output, devices: [device.deviceId] }, deviceId: device.deviceId, deviceLabel: device.label };
+  }
+
+  /** The optimized model file: from the disk cache, or made now (off the main thread) and cached. */
+  private async optimized(o: OptimizeOnLoad, deviceKind: DeviceKind): Promise<string> {
+    const p = this.settings.preprocess;
+    const calibrationImage = JSON.parse(JSON.stringify({ width: p.width, height: p.height, scale: p.scale, mean: p.mean, std: p.std, channelOrder: p.channelOrder, resize: p.resize, layout: p.layout })) as ImageCalibrationOptions;
+    const result = await optimizeCached(
+      this.settings.modelPath,
+      { precision: o.precision, target: deviceKind === 'cpu' ? 'cpu' : 'ncs2', calibration: o.calibrationPath, method: o.precision === 'int8' ? o.method : undefined, calibrationImage: o.precision === 'int8' ? calibrationImage : undefined },
+      o.cacheDir,
+    );
+    const r = result.report;
+    this.log.info(`${o.precision} model ${result.cached ? 'from the cache' : 'made'}: ${result.modelPath} (${r.quantized.length} nodes converted, ${r.keptFloat.length} kept float; ${r.sizeBytes.before} -> ${r.sizeBytes.after} bytes)`);
+    for (const w of r.warnings) this.log.warn(`optimizer: ${w}`);
+    return result.modelPath;
   }
 
   private async release(removed: boolean): Promise<void> {

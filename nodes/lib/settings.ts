@@ -2,10 +2,13 @@
  * Config-node properties as the editor saved them (strings from text inputs, possibly blank) ->
  * typed settings. A bad value raises ConfigError naming the field and what it accepts.
  */
+import * as os from 'os';
+import * as path from 'path';
 import { ConfigError } from '../../src/engine/io/errors';
 import type { PreprocessOptions, ResizeMode, ChannelOrder, Layout, ImageDtype } from '../../src/engine/io/preprocess';
 import type { SoftmaxMode, RawFormat } from '../../src/engine/io/postprocess';
 import type { QueuePolicy } from '../../src/engine/pipeline/engine';
+import type { CalibrationMethod } from '../../src/engine/graph/optimizer/calibrate';
 import type { DeviceKind } from '../../src/engine/devices/device';
 import { DEFAULT_LABELS, DEFAULT_MODEL, resolveConfigPath } from './paths';
 import type { BatchMode } from './batch-collector';
@@ -63,7 +66,7 @@ function optionalNumberList(def: Raw, field: string, label: string): number | nu
 
 // ------------------------------------------------------------------ ncs2-device
 
-export const DEVICE_KINDS: readonly DeviceKind[] = ['cpu'];
+export const DEVICE_KINDS: readonly DeviceKind[] = ['cpu', 'sim-ncs2'];
 export const QUEUE_POLICIES: readonly QueuePolicy[] = ['reject', 'drop-oldest', 'drop-newest'];
 export const DEFAULT_QUEUE_CAPACITY = 256;
 
@@ -72,6 +75,8 @@ export interface DeviceSettings {
   workers?: number;
   threadsPerWorker?: number;
   maxInFlight?: number;
+  /** sim-ncs2: the USB generation of the simulated port (3 unless set to 2). */
+  usb?: 2 | 3;
   queueCapacity: number;
   queuePolicy: QueuePolicy;
 }
@@ -82,6 +87,7 @@ export function parseDeviceSettings(def: Raw): DeviceSettings {
     workers: optionalInt(def, 'workers', 'workers'),
     threadsPerWorker: optionalInt(def, 'threadsPerWorker', 'threads per worker'),
     maxInFlight: optionalInt(def, 'maxInFlight', 'requests in flight'),
+    usb: def.kind === 'sim-ncs2' ? (Number(choice(def, 'usb', 'USB generation', ['2', '3'], '3')) as 2 | 3) : undefined,
     queueCapacity: intWithDefault(def, 'queueCapacity', 'queue capacity', DEFAULT_QUEUE_CAPACITY),
     queuePolicy: choice(def, 'queuePolicy', 'queue policy', QUEUE_POLICIES, 'reject')!,
   };
@@ -105,6 +111,30 @@ export interface GraphSettings {
   outputName?: string;
   /** The engine's dynamic batching for this graph, or false to run each request alone. */
   batching: false | { maxBatchSize: number; targetLatencyMs: number };
+  /** Optimize the model when it loads (cached on disk), or false to load it as it is. */
+  optimize: false | OptimizeOnLoad;
+}
+
+export interface OptimizeOnLoad {
+  precision: 'fp16' | 'int8';
+  /** INT8: a folder of images or a .npy file. */
+  calibrationPath?: string;
+  method: CalibrationMethod;
+  /** Where optimized models are kept: $NCS2_CACHE_DIR/optimized, else <Node-RED user dir>/ncs2-cache/optimized. */
+  cacheDir: string;
+}
+
+function parseOptimize(def: Raw, userDir: string | undefined): false | OptimizeOnLoad {
+  const precision = choice(def, 'optimize', 'optimize', ['none', 'fp16', 'int8'] as const, 'none')!;
+  if (precision === 'none') return false;
+  const calibration = text(def.calibration);
+  if (precision === 'int8' && !calibration) throw new ConfigError('optimize int8 needs calibration data: a folder of sample images (or a .npy file) like the ones the flow will see');
+  return {
+    precision,
+    calibrationPath: calibration ? resolveConfigPath(calibration, userDir) : undefined,
+    method: choice<CalibrationMethod>(def, 'calibrationMethod', 'calibration method', ['minmax', 'percentile', 'entropy'], 'minmax')!,
+    cacheDir: path.join(process.env.NCS2_CACHE_DIR || path.join(userDir ?? os.tmpdir(), 'ncs2-cache'), 'optimized'),
+  };
 }
 
 function optionalPositive(def: Raw, field: string, label: string): number | undefined {
@@ -152,6 +182,7 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
     batching: flag(def.batching)
       ? { maxBatchSize: intWithDefault(def, 'batchMaxSize', 'max batch size', 32), targetLatencyMs: optionalPositive(def, 'batchTargetMs', 'target latency') ?? 2 }
       : false,
+    optimize: parseOptimize(def, userDir),
   };
 }
 

@@ -50,7 +50,7 @@ function user() {
   return { states, graphState: (s: GraphState) => states.push(s) };
 }
 
-const log = { warn: () => undefined, error: () => undefined };
+const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 describe('nodes/lib (node helpers without Node-RED)', function () {
   describe('WaitingQueue', function () {
@@ -111,11 +111,15 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
         workers: 2,
         threadsPerWorker: undefined,
         maxInFlight: undefined,
+        usb: undefined,
         queueCapacity: 16,
         queuePolicy: 'drop-oldest',
       });
+      assert.equal(parseDeviceSettings({ kind: 'sim-ncs2', usb: '2' }).usb, 2);
+      assert.equal(parseDeviceSettings({ kind: 'sim-ncs2' }).usb, 3);
+      assert.throws(() => parseDeviceSettings({ kind: 'sim-ncs2', usb: '4' }), /USB generation must be one of 2, 3, got "4"/);
       assert.throws(() => parseDeviceSettings({ workers: '0' }), /workers must be an integer >= 1 or blank, got "0"/);
-      assert.throws(() => parseDeviceSettings({ kind: 'gpu' }), /device kind must be one of cpu, got "gpu"/);
+      assert.throws(() => parseDeviceSettings({ kind: 'gpu' }), /device kind must be one of cpu, sim-ncs2, got "gpu"/);
       assert.throws(() => parseDeviceSettings({ queuePolicy: 'fifo' }), /queue policy must be one of reject, drop-oldest, drop-newest/);
     });
 
