@@ -1,5 +1,5 @@
 import type { InferenceEngine } from '../../src/engine/pipeline/engine';
-import type { ThermalLimits, ThermalState } from '../../src/engine/pipeline/thermal-policy';
+import { DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from '../../src/engine/pipeline/thermal-policy';
 import type { NodeMessage, NodeStatus } from './red';
 
 export type ThermalAction = 'alert' | 'shed' | 'pause';
@@ -67,9 +67,55 @@ const FILL: Record<ThermalState, NodeStatus['fill']> = { normal: 'green', hot: '
  * a timer, and shows the hottest device. close() removes its listeners and timer and gives the
  * devices back the engine's default limits.
  */
+/** The strictest of several guards' limits: the lowest temperatures, the widest hysteresis, the smallest share. */
+export function strictestLimits(all: Array<Partial<ThermalLimits>>): Partial<ThermalLimits> {
+  const pick = (field: keyof ThermalLimits, choose: (...v: number[]) => number) => {
+    const values = all.map((l) => l[field] ?? DEFAULT_THERMAL_LIMITS[field]);
+    return choose(...values);
+  };
+  return { targetC: pick('targetC', Math.min), criticalC: pick('criticalC', Math.min), hysteresisC: pick('hysteresisC', Math.max), hotShare: pick('hotShare', Math.min) };
+}
+
+/**
+ * The guards deployed against one engine. Several guards (on several tabs, say) combine to the
+ * strictest limits instead of the last deployed one silently winning; limits are set on a device
+ * only when they change, since setting them resets the device's thermal state.
+ */
+class GuardSet {
+  readonly guards = new Set<ThermalGuard>();
+  private readonly applied = new Map<string, string>();
+
+  constructor(private readonly engine: InferenceEngine) {}
+
+  apply(): void {
+    const present = new Set<string>();
+    const limits = this.guards.size > 0 ? strictestLimits([...this.guards].map((g) => g.limits)) : undefined;
+    const key = JSON.stringify(limits ?? null);
+    for (const device of this.engine.listDevices()) {
+      present.add(device.id);
+      if (this.applied.get(device.id) === key) continue;
+      // No guard left: the engine's defaults, or shedding and pausing would outlive the guards.
+      this.engine.setThermalLimits(device.id, limits ?? {});
+      if (limits) this.applied.set(device.id, key);
+      else this.applied.delete(device.id);
+    }
+    // A device that left and comes back under the same id gets the limits again.
+    for (const id of this.applied.keys()) if (!present.has(id)) this.applied.delete(id);
+  }
+}
+
+const guardSets = new WeakMap<InferenceEngine, GuardSet>();
+
+function guardSetOf(engine: InferenceEngine): GuardSet {
+  let set = guardSets.get(engine);
+  if (!set) guardSets.set(engine, (set = new GuardSet(engine)));
+  return set;
+}
+
 export class ThermalGuard {
   private timer: NodeJS.Timeout | undefined;
-  private readonly applied = new Set<string>();
+  readonly limits: Partial<ThermalLimits>;
+  private readonly guardSet: GuardSet;
   private readonly onThermal = (event: ThermalEvent) => {
     this.options.sendState({
       topic: 'thermal',
@@ -78,15 +124,19 @@ export class ThermalGuard {
     this.render();
   };
   private readonly onDevices = () => {
-    this.applyLimits();
+    this.guardSet.apply();
     this.render();
   };
 
-  constructor(private readonly options: ThermalGuardOptions) {}
+  constructor(private readonly options: ThermalGuardOptions) {
+    this.limits = limitsFor(options.settings);
+    this.guardSet = guardSetOf(options.engine);
+  }
 
   start(): void {
     const { engine, settings } = this.options;
-    this.applyLimits();
+    this.guardSet.guards.add(this);
+    this.guardSet.apply();
     engine.on('thermal', this.onThermal);
     engine.on('devices', this.onDevices);
     if (settings.intervalMs > 0) {
@@ -94,20 +144,6 @@ export class ThermalGuard {
       this.timer.unref();
     }
     this.render();
-  }
-
-  /** Sets this node's limits on devices that do not have them yet (setting them again would reset a device's state). */
-  private applyLimits(): void {
-    const limits = limitsFor(this.options.settings);
-    const present = new Set<string>();
-    for (const device of this.options.engine.listDevices()) {
-      present.add(device.id);
-      if (this.applied.has(device.id)) continue;
-      this.options.engine.setThermalLimits(device.id, limits);
-      this.applied.add(device.id);
-    }
-    // A device that left and comes back under the same id gets the limits again.
-    for (const id of this.applied) if (!present.has(id)) this.applied.delete(id);
   }
 
   readings(): ThermalReadingPayload[] {
@@ -154,8 +190,7 @@ export class ThermalGuard {
     this.timer = undefined;
     engine.off('thermal', this.onThermal);
     engine.off('devices', this.onDevices);
-    // Leaving the limits behind would keep shedding or pausing after the guard is gone.
-    for (const device of engine.listDevices()) if (this.applied.has(device.id)) engine.setThermalLimits(device.id, {});
-    this.applied.clear();
+    this.guardSet.guards.delete(this);
+    this.guardSet.apply();
   }
 }

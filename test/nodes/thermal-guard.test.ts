@@ -136,6 +136,25 @@ describe('ncs2-thermal-guard (node-red-node-test-helper)', function () {
     assert.equal(engine.thermalState('late')!.state, 'normal');
   });
 
+  it('two guards combine to the strictest limits; removing one leaves the other in force', async function () {
+    const engine = getEngine();
+    const lenient = { id: 'guard2', type: 'ncs2-thermal-guard', z: TAB, x: 100, y: 200, targetC: 80, criticalC: 95, hysteresisC: 2, action: 'alert', interval: 0, wires: [[], []] };
+    const strict = guardFlow({ action: 'pause', targetC: 50, criticalC: 60 });
+    await helper.load([thermalNode], [...strict, lenient]);
+    // The alert guard deployed next to it does not lift the pause guard's limits, whichever starts last.
+    hot.temperatureC = 65;
+    engine.checkThermal();
+    assert.equal(engine.thermalState('hot')!.state, 'critical');
+
+    // Only the lenient alert guard left: 65 C is below its target of 80 C.
+    await helper.setFlows([strict[0], lenient]);
+    engine.checkThermal();
+    assert.equal(engine.thermalState('hot')!.state, 'normal');
+    hot.temperatureC = 99;
+    engine.checkThermal();
+    assert.equal(engine.thermalState('hot')!.state, 'hot', 'alert never marks a device critical');
+  });
+
   it('refuses a critical temperature at or below the target', function () {
     assert.throws(() => parseThermalSettings({ targetC: 80, criticalC: 80 }), /critical temperature \(80 C\) must be above the target \(80 C\)/);
     assert.deepEqual(parseThermalSettings({}), { targetC: 70, criticalC: 85, hysteresisC: 5, action: 'shed', intervalMs: 10000 });
