@@ -80,4 +80,23 @@ describe('Prometheus exposition (src/engine/telemetry/prometheus.ts)', function 
     assert.equal(m.get('ncs2_inferences_total')!.samples.length, 0);
     exporter.detach();
   });
+
+  it('drops the histogram series of a graph once it is unloaded, keeping the others', async function () {
+    engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu0', workers: 1, threadsPerWorker: 1 })] });
+    const exporter = new PrometheusExporter(() => engine);
+    await exporter.metrics();
+    const kept = await engine.loadGraph(mlp, { name: 'kept' });
+    const other = buildMlp({ inputSize: 784, hidden: [64], outputSize: 10, seed: 4 });
+    const gone = await engine.loadGraph(other, { name: 'gone' });
+    await engine.submit(kept, input());
+    await engine.submit(gone, input());
+    const count = (m: ReturnType<typeof parseExposition>, graph: string) => sampleValue(m, 'ncs2_task_latency_seconds_count', { graph, device: 'cpu0' }, 'ncs2_task_latency_seconds');
+    let m = parseExposition(await exporter.metrics());
+    assert.deepEqual([count(m, 'kept'), count(m, 'gone')], [1, 1]);
+    await engine.releaseGraph(gone, { free: true });
+    m = parseExposition(await exporter.metrics());
+    assert.deepEqual([count(m, 'kept'), count(m, 'gone')], [1, undefined]);
+    assert.equal(sampleValue(m, 'ncs2_infer_seconds_count', { graph: 'gone', device: 'cpu0' }, 'ncs2_infer_seconds'), undefined);
+    exporter.detach();
+  });
 });

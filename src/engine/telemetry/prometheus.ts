@@ -24,8 +24,12 @@ export class PrometheusExporter {
   private snapshot?: EngineStats;
   private readonly taskLatency: Histogram<'graph' | 'device'>;
   private readonly inferLatency: Histogram<'graph' | 'device'>;
+  /** Label sets the histograms hold, so those of graphs and devices that are gone can be removed. */
+  private readonly histogramLabels = new Map<string, { graph: string; device: string }>();
   private readonly onTask = (e: TaskEvent): void => {
-    const labels = { graph: e.graphName, device: e.deviceId };
+    const key = `${e.graphName}\0${e.deviceId}`;
+    let labels = this.histogramLabels.get(key);
+    if (!labels) this.histogramLabels.set(key, (labels = { graph: e.graphName, device: e.deviceId }));
     this.taskLatency.observe(labels, e.timings.totalMs / 1000);
     this.inferLatency.observe(labels, e.timings.inferMs / 1000);
   };
@@ -172,6 +176,7 @@ export class PrometheusExporter {
     // Histograms of an engine that went away describe nothing that still runs.
     this.taskLatency.reset();
     this.inferLatency.reset();
+    this.histogramLabels.clear();
     engine.on('task', this.onTask);
     this.attached = engine;
   }
@@ -184,7 +189,24 @@ export class PrometheusExporter {
   async metrics(): Promise<string> {
     this.attach();
     this.snapshot = undefined;
+    this.pruneHistograms();
     return this.registry.metrics();
+  }
+
+  /**
+   * Drops the histogram series of graphs that were unloaded and devices that were removed: under
+   * redeploys with changing graph names they would otherwise pile up for the life of the process.
+   */
+  private pruneHistograms(): void {
+    const stats = this.stats();
+    const graphs = new Set(Object.values(stats.graphs).map((g) => g.name));
+    const devices = new Set(Object.values(stats.devices).filter((d) => !d.removed).map((d) => d.deviceId));
+    for (const [key, labels] of this.histogramLabels) {
+      if (graphs.has(labels.graph) && devices.has(labels.device)) continue;
+      this.taskLatency.remove(labels);
+      this.inferLatency.remove(labels);
+      this.histogramLabels.delete(key);
+    }
   }
 
   /** Stops listening to the engine (the histograms stay as they are). */
