@@ -5,6 +5,7 @@
 import { getEngine } from '../src/engine/pipeline/singleton';
 import { PrometheusExporter } from '../src/engine/telemetry/prometheus';
 import { buildStatsMessages, type StatsFilter } from './lib/stats-messages';
+import { inferNodeCounts } from './lib/infer-counters';
 import type { AdminRequest, NodeAPI, NodeDef, NodeMessage, RedNode, SendFunction } from './lib/red';
 import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
 
@@ -50,7 +51,7 @@ export = function register(RED: NodeAPI): void {
         this.status({ fill: 'yellow', shape: 'ring', text: RED._('ncs2-stats.status.waiting') });
         return f;
       }
-      const { metrics, rows } = buildStatsMessages(getEngine().getStats(), f);
+      const { metrics, rows } = buildStatsMessages(getEngine().getStats(), f, inferNodeCounts());
       this.status({ fill: 'green', shape: 'dot', text: RED._('ncs2-stats.status.devices', { count: rows.length }) });
       // Output 1 gets an array: Node-RED sends its messages one by one on that output.
       (send as (m: unknown) => void)([metrics, { ...(msg ?? {}), topic: 'devices', payload: rows }]);

@@ -6,6 +6,8 @@ import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red'
 import { StatusMeter, type StatusWords } from './status-meter';
 import { WaitingQueue } from './waiting-queue';
 import { readBatch, type BatchItem } from './batch-message';
+import type { InferMessageCounts } from './infer-counters';
+import type { QueuePolicy } from '../../src/engine/pipeline/engine';
 
 interface Pending {
   msg: NodeMessage;
@@ -26,6 +28,17 @@ export interface InferControllerOptions {
   split?: boolean;
   /** Reports a failed batch item to Catch nodes with that item's own message (node.error(err, msg)). */
   itemError?(err: Error, msg: NodeMessage): void;
+  /**
+   * The node's own bound: at most maxInFlight messages in the engine and maxWaiting more held by
+   * the node; beyond that the policy applies. Absent: only the device config's queue bounds it.
+   */
+  backpressure?: Backpressure;
+}
+
+export interface Backpressure {
+  policy: QueuePolicy;
+  maxInFlight: number;
+  maxWaiting: number;
 }
 
 /** A message the queue policy dropped (drop-oldest/drop-newest), as opposed to one that failed. */
@@ -35,8 +48,9 @@ function isPolicyDrop(err: unknown): boolean {
 
 /**
  * What an ncs2-infer node does, without Node-RED: takes messages, holds them (bounded) while the
- * model loads, runs them through the engine, and ends each in exactly one send+done, one
- * done(err), or, for a message the chosen drop policy discarded, a done() counted in the status.
+ * model loads or while the node's own in-flight limit is reached, runs them through the engine,
+ * and ends each in exactly one send+done, one done(err), or, for a message the chosen drop policy
+ * discarded, a done() counted in the status and in messageCounts().
  */
 export class InferController implements GraphUser {
   private state: GraphState = { state: 'idle' };
@@ -45,9 +59,11 @@ export class InferController implements GraphUser {
   private inFlight = 0;
   private idle: (() => void) | undefined;
   private closed = false;
+  private readonly counts = { received: 0, answered: 0, failed: 0, dropped: 0, rejected: 0 };
 
   constructor(private readonly options: InferControllerOptions) {
-    const bound = options.graph instanceof Error ? { capacity: 1, policy: 'reject' as const } : options.graph.waitingBound;
+    const bp = options.backpressure;
+    const bound = bp ? { capacity: bp.maxWaiting, policy: bp.policy } : options.graph instanceof Error ? { capacity: 1, policy: 'reject' as const } : options.graph.waitingBound;
     this.waiting = new WaitingQueue<Pending>(bound.capacity, bound.policy);
     this.meter = new StatusMeter({
       status: options.status,
@@ -72,10 +88,10 @@ export class InferController implements GraphUser {
     this.state = state;
     if (state.state === 'ready') {
       this.meter.setState('ready', state.graph.deviceLabel);
-      for (const p of this.waiting.takeAll()) this.run(state.graph, p);
+      this.pump();
     } else if (state.state === 'failed') {
       this.meter.setState('failed');
-      for (const p of this.waiting.takeAll()) p.done(this.notLoaded(state.error));
+      for (const p of this.waiting.takeAll()) this.fail(p, this.notLoaded(state.error));
     } else {
       this.meter.setState('loading');
     }
@@ -85,28 +101,78 @@ export class InferController implements GraphUser {
     return this.meter.droppedCount;
   }
 
+  /** What became of the input messages so far (see InferMessageCounts). */
+  messageCounts(): InferMessageCounts {
+    return { ...this.counts, held: this.waiting.length + this.inFlight };
+  }
+
+  /** The engine graph id while the model is loaded. */
+  get graphId(): string | undefined {
+    return this.state.state === 'ready' ? this.state.graph.setup.handle.id : undefined;
+  }
+
   onInput(msg: NodeMessage, send: SendFunction, done: DoneFunction): void {
     const pending: Pending = { msg, send, done, arrivedAt: performance.now() };
+    this.counts.received++;
     if (this.closed) {
-      done(new Error('ncs2-infer is stopping; the message was not processed'));
+      this.fail(pending, new Error('ncs2-infer is stopping; the message was not processed'));
       return;
     }
     const state = this.state;
-    if (state.state === 'ready') {
+    if (state.state === 'failed') {
+      this.fail(pending, this.notLoaded(state.error));
+      return;
+    }
+    // Without a bound of its own the node hands every message to the engine as soon as the model is loaded.
+    const bp = this.options.backpressure;
+    if (state.state === 'ready' && (!bp || (this.inFlight < bp.maxInFlight && this.waiting.length === 0))) {
       this.run(state.graph, pending);
       return;
     }
-    if (state.state === 'failed') {
-      done(this.notLoaded(state.error));
-      return;
-    }
     const offer = this.waiting.offer(pending);
-    if (offer.outcome === 'dropped') {
-      this.meter.dropped();
-      offer.item.done();
-    } else if (offer.outcome === 'rejected') {
-      offer.item.done(new QueueFullError(`rejected: ${this.waiting.capacity} messages are already waiting for the model to load (queue capacity of the device config, policy reject); slow the source or raise the capacity`, 'reject'));
+    if (offer.outcome === 'dropped') this.drop(offer.item);
+    else if (offer.outcome === 'rejected') this.fail(offer.item, this.refusal());
+  }
+
+  private refusal(): QueueFullError {
+    const bp = this.options.backpressure;
+    const loading = this.state.state === 'ready' ? '' : ' while the model loads';
+    if (!bp) {
+      return new QueueFullError(`rejected: ${this.waiting.capacity} messages are already waiting for the model to load (queue capacity of the device config, policy reject); slow the source or raise the capacity`, 'reject');
     }
+    return new QueueFullError(
+      `rejected: this ncs2-infer node already holds its limit of ${bp.maxInFlight} messages in flight and ${bp.maxWaiting} waiting${loading} (policy reject); ` +
+        'slow the source, raise "in flight" or "waiting" on the node, or choose drop-oldest to keep only the newest messages',
+      'reject',
+    );
+  }
+
+  /** Hands waiting messages to the engine while the node's in-flight limit allows. */
+  private pump(): void {
+    if (this.state.state !== 'ready') return;
+    const max = this.options.backpressure?.maxInFlight ?? Infinity;
+    while (this.inFlight < max) {
+      const next = this.waiting.take();
+      if (!next) return;
+      this.run(this.state.graph, next);
+    }
+  }
+
+  private answer(p: Pending): void {
+    this.counts.answered++;
+    p.done();
+  }
+
+  private drop(p: Pending): void {
+    this.counts.dropped++;
+    this.meter.dropped();
+    p.done();
+  }
+
+  private fail(p: Pending, err: Error): void {
+    if (err instanceof QueueFullError) this.counts.rejected++;
+    else this.counts.failed++;
+    p.done(err);
   }
 
   private notLoaded(cause: Error): Error {
@@ -116,7 +182,9 @@ export class InferController implements GraphUser {
   private run(graph: LoadedGraph, p: Pending): void {
     this.inFlight++;
     void this.complete(graph, p).finally(() => {
-      if (--this.inFlight === 0 && this.idle) this.idle();
+      this.inFlight--;
+      if (!this.closed) this.pump();
+      if (this.inFlight === 0 && this.idle) this.idle();
     });
   }
 
@@ -126,7 +194,7 @@ export class InferController implements GraphUser {
     try {
       batch = this.options.split ? readBatch(p.msg) : undefined;
     } catch (err) {
-      p.done(err as Error);
+      this.fail(p, err as Error);
       return;
     }
     if (batch) return this.completeSplit(graph, p, batch);
@@ -137,14 +205,10 @@ export class InferController implements GraphUser {
       p.msg.inference = outcome.inference;
       this.meter.completed();
       p.send(p.msg);
-      p.done();
+      this.answer(p);
     } catch (err) {
-      if (isPolicyDrop(err)) {
-        this.meter.dropped();
-        p.done();
-      } else {
-        p.done(err as Error);
-      }
+      if (isPolicyDrop(err)) this.drop(p);
+      else this.fail(p, err as Error);
     }
   }
 
@@ -178,8 +242,8 @@ export class InferController implements GraphUser {
       }),
     );
     // Item errors already reached Catch with the item's message; the batch message itself is done.
-    if (failed > 0 && !this.options.itemError) p.done(new Error(`${failed} of ${items.length} batch items failed`));
-    else p.done();
+    if (failed > 0 && !this.options.itemError) this.fail(p, new Error(`${failed} of ${items.length} batch items failed`));
+    else this.answer(p);
   }
 
   private reportItem(err: Error, msg: NodeMessage): void {
@@ -197,7 +261,8 @@ export class InferController implements GraphUser {
   async close(removed: boolean): Promise<void> {
     this.closed = true;
     this.meter.stop();
-    for (const p of this.waiting.takeAll()) p.done(new Error('ncs2-infer stopped before the model finished loading; the message was not processed'));
+    const why = this.state.state === 'ready' ? 'the message reached the model' : 'the model finished loading';
+    for (const p of this.waiting.takeAll()) this.fail(p, new Error(`ncs2-infer stopped before ${why}; the message was not processed`));
     const drained = this.inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.idle = resolve));
     const released = this.options.graph instanceof Error ? Promise.resolve() : this.options.graph.deregister(this, removed);
     await Promise.all([drained, released]);

@@ -223,3 +223,27 @@ export function parseThermalSettings(def: Raw): ThermalGuardSettings {
   if (interval < 0) throw new ConfigError(`reading interval must be >= 0 s (0: only when a message arrives), got ${interval}`);
   return { targetC, criticalC, hysteresisC, action: choice(def, 'action', 'action', THERMAL_ACTIONS, 'shed')!, intervalMs: interval * 1000 };
 }
+
+// ------------------------------------------------------------------ ncs2-infer
+
+/** 'device': no bound of the node's own; the device config's queue (shared by the graph's users) applies. */
+export type InferPolicy = QueuePolicy | 'device';
+export const INFER_POLICIES: readonly InferPolicy[] = ['device', ...QUEUE_POLICIES];
+
+export interface InferSettings {
+  /** Undefined for policy 'device'. */
+  backpressure?: { policy: QueuePolicy; maxInFlight: number; maxWaiting: number };
+}
+
+export function parseInferSettings(def: Raw): InferSettings {
+  // Blank (flows saved before the setting existed) keeps their behaviour: the device config's queue.
+  const policy = choice(def, 'policy', 'when full', INFER_POLICIES, 'device')!;
+  if (policy === 'device') return {};
+  return {
+    backpressure: {
+      policy,
+      maxInFlight: intWithDefault(def, 'maxInFlight', 'in flight', 64),
+      maxWaiting: intWithDefault(def, 'maxWaiting', 'waiting', 256, 0),
+    },
+  };
+}

@@ -5,6 +5,7 @@
  * array of device rows, which ui-table replaces its contents with.
  */
 import type { EngineStats } from '../../src/engine/pipeline/engine';
+import type { InferNodeCounts } from './infer-counters';
 
 export interface StatsFilter {
   /** Only this graph (engine graph id); undefined = every graph. */
@@ -42,7 +43,7 @@ function push(out: MetricMessage[], topic: string, value: number | null | undefi
   out.push({ topic, payload: r(value, digits) });
 }
 
-export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {}): { metrics: MetricMessage[]; rows: DeviceRow[] } {
+export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {}, inferNodes: InferNodeCounts[] = []): { metrics: MetricMessage[]; rows: DeviceRow[] } {
   const graphs = Object.values(stats.graphs).filter((g) => !filter.graphId || g.graphId === filter.graphId);
   const devices = Object.values(stats.devices).filter(
     (d) => !d.removed && (!filter.deviceId || d.deviceId === filter.deviceId) && (!filter.graphId || graphs.some((g) => d.deviceId in g.placement)),
@@ -83,6 +84,13 @@ export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {})
     push(metrics, `${g.name} completed`, g.completed, 0);
     push(metrics, `${g.name} drops`, g.dropped + g.rejected, 0);
     push(metrics, `${g.name} failed`, g.failed, 0);
+  }
+  // Each ncs2-infer node's own backpressure acts before the engine, so only the node can count it.
+  for (const n of inferNodes) {
+    if (filter.deviceId || (filter.graphId && n.graphId !== filter.graphId)) continue;
+    push(metrics, `${n.node} dropped`, n.dropped, 0);
+    push(metrics, `${n.node} rejected`, n.rejected, 0);
+    push(metrics, `${n.node} held`, n.held, 0);
   }
   if (!filter.graphId && !filter.deviceId) {
     push(metrics, 'total fps', stats.totalInferencesPerSec, 1);
