@@ -13,7 +13,11 @@ import { ConfigError } from './errors';
 import type { ModelInfo, TensorInfo } from '../graph/model-info';
 import { elementCount, typedArrayCtor, typeOfArray, type Feeds, type TensorData, type TensorType, type TypedArray } from '../tensor';
 
-export type ResizeMode = 'stretch' | 'letterbox' | 'center-crop';
+/**
+ * 'top-left' keeps the aspect ratio like 'letterbox' but puts the image at the top-left corner and pads
+ * right and bottom, as PaddleOCR's text detector and recognizer inputs are laid out.
+ */
+export type ResizeMode = 'stretch' | 'letterbox' | 'center-crop' | 'top-left';
 export type ChannelOrder = 'RGB' | 'BGR';
 export type Layout = 'NCHW' | 'NHWC';
 export type ImageDtype = 'float32' | 'uint8';
@@ -175,8 +179,8 @@ export function resolveImageSpec(input: TensorInfo, options: PreprocessOptions =
   if (std.some((s) => s === 0)) throw new ConfigError(`std values must not be 0, got [${std.join(', ')}]`);
 
   const resize = options.resize ?? 'stretch';
-  if (!['stretch', 'letterbox', 'center-crop'].includes(resize)) {
-    throw new ConfigError(`resize must be stretch, letterbox or center-crop, got ${JSON.stringify(resize)}`);
+  if (!['stretch', 'letterbox', 'center-crop', 'top-left'].includes(resize)) {
+    throw new ConfigError(`resize must be stretch, letterbox, center-crop or top-left, got ${JSON.stringify(resize)}`);
   }
   const channelOrder = options.channelOrder ?? 'RGB';
   if (channelOrder !== 'RGB' && channelOrder !== 'BGR') throw new ConfigError(`channel order must be RGB or BGR, got ${JSON.stringify(channelOrder)}`);
@@ -237,18 +241,19 @@ export async function decodeImage(image: Buffer, spec: ImageSpec): Promise<Decod
   let pipeline = sharp(image, { limitInputPixels: spec.maxInputPixels }).rotate().removeAlpha();
   pipeline = spec.channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
   let geometry: ImageGeometry;
-  if (spec.resize === 'letterbox') {
+  if (spec.resize === 'letterbox' || spec.resize === 'top-left') {
     const s = Math.min(width / sourceWidth, height / sourceHeight);
     const w = Math.min(width, Math.max(1, Math.round(sourceWidth * s)));
     const h = Math.min(height, Math.max(1, Math.round(sourceHeight * s)));
-    const left = Math.floor((width - w) / 2);
-    const top = Math.floor((height - h) / 2);
-    pipeline = pipeline.resize(w, h, { fit: 'fill' });
+    const centred = spec.resize === 'letterbox';
+    const left = centred ? Math.floor((width - w) / 2) : 0;
+    const top = centred ? Math.floor((height - h) / 2) : 0;
+    if (w !== sourceWidth || h !== sourceHeight) pipeline = pipeline.resize(w, h, { fit: 'fill' });
     if (w !== width || h !== height) {
       const v = spec.padValue;
       pipeline = pipeline.extend({ left, top, right: width - w - left, bottom: height - h - top, background: { r: v, g: v, b: v, alpha: 1 } });
     }
-    geometry = { mode: 'letterbox', sourceWidth, sourceHeight, width, height, scaleX: w / sourceWidth, scaleY: h / sourceHeight, offsetX: left, offsetY: top };
+    geometry = { mode: spec.resize, sourceWidth, sourceHeight, width, height, scaleX: w / sourceWidth, scaleY: h / sourceHeight, offsetX: left, offsetY: top };
   } else if (spec.resize === 'center-crop') {
     const s = Math.max(width / sourceWidth, height / sourceHeight);
     const w = Math.max(width, Math.round(sourceWidth * s));
