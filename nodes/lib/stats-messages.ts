@@ -64,6 +64,11 @@ export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {},
     push(metrics, `${id} queue`, d.queueDepths.inference, 0);
     push(metrics, `${id} in flight`, d.inFlight, 0);
     push(metrics, `${id} failed`, d.failedTasks, 0);
+    if (d.transfer.link !== 'none') {
+      push(metrics, `${id} MB/s to device`, d.transfer.bytesInPerSec / 1e6);
+      push(metrics, `${id} MB/s from device`, d.transfer.bytesOutPerSec / 1e6);
+      push(metrics, `${id} link utilization`, d.transfer.bandwidthUtilization, 4);
+    }
     rows.push({
       device: id,
       fps: r(d.inferencesPerSec, 1),
@@ -97,6 +102,16 @@ export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {},
     push(metrics, 'total tops', stats.totalTops, 6);
     push(metrics, 'event loop p99 ms', stats.eventLoopDelayMs.p99);
     push(metrics, 'graph cache hit rate', stats.graphCache.hitRate, 4);
+    // Request stages (host-wide): only the ones present (a CPU device has no transfer stages).
+    const bottleneck = stats.pipeline.bottleneck?.stage;
+    for (const st of Object.values(stats.pipeline.stages)) {
+      if (!st.present) continue;
+      push(metrics, `stage ${st.stage} queue`, st.queued, 0);
+      push(metrics, `stage ${st.stage} busy`, st.busyShare, 4);
+      push(metrics, `stage ${st.stage} p50 ms`, st.serviceMs.count ? st.serviceMs.p50 : null);
+      push(metrics, `stage ${st.stage} p99 ms`, st.serviceMs.count ? st.serviceMs.p99 : null);
+      push(metrics, `stage ${st.stage} bottleneck`, bottleneck === st.stage ? 1 : 0, 0);
+    }
   }
   return { metrics, rows };
 }

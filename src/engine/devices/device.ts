@@ -59,6 +59,18 @@ export interface RunResult {
   inferMs: number;
   /** Time the request waited on the device before it started, in milliseconds. */
   deviceQueueMs: number;
+  /** A device with a link (a stick's USB) reports each direction's transfer; a CPU device has none. */
+  transfer?: { toDevice: TransferRecord; fromDevice: TransferRecord };
+}
+
+/** One direction of one request's transfer across a device's link. */
+export interface TransferRecord {
+  /** Bytes on the link (a stick moves float tensors as FP16). */
+  bytes: number;
+  /** Link time of the transfer itself. */
+  ms: number;
+  /** Time it waited for the link (behind other transfers, or, downloading, for its computation to end). */
+  waitMs: number;
 }
 
 export interface DeviceTelemetry {
@@ -86,5 +98,7 @@ export interface Device {
   peakOpsPerSec(precision: Precision): number | undefined;
   /** The device's pooled host memory, when it has one. */
   memoryStats?(): MemoryPoolStats;
+  /** A device with a link: its links (1 per direction for USB 3) and requests waiting for each direction now. */
+  linkState?(): { links: number; toDeviceQueued: number; fromDeviceQueued: number; toDeviceActive: number; fromDeviceActive: number; bytesPerSec: number };
   close(): Promise<void>;
 }

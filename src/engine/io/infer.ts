@@ -40,7 +40,8 @@ export interface InferenceOutcome {
   inference: InferenceReport;
 }
 
-type EngineLike = Pick<InferenceEngine, 'submit' | 'allocateTensor' | 'releaseTensor'>;
+/** The engine's stage runners are optional so a bare submitter (a test double) still works: its stages then run unbounded and unmeasured. */
+type EngineLike = Pick<InferenceEngine, 'submit' | 'allocateTensor' | 'releaseTensor'> & Partial<Pick<InferenceEngine, 'preprocess' | 'postprocess'>>;
 
 /** Pooled tensors from the engine; releaseTensor is idempotent and ignores tensors already moved to a device. */
 export function engineAllocator(engine: Pick<InferenceEngine, 'allocateTensor' | 'releaseTensor'>): TensorAllocator {
@@ -62,7 +63,10 @@ export function shapeResult(result: TaskResult, preset: OutputPreset, fromArray:
  * it spent waiting before this call, e.g. for the model to load) go into the report.
  */
 export async function runInference(engine: EngineLike, setup: InferenceSetup, payload: unknown, startedAt = performance.now(), waitedMs = 0, allocator = engineAllocator(engine)): Promise<InferenceOutcome> {
-  const prepared = await prepareInput(allocator, setup.handle.info, payload, { image: setup.image, maxBatch: setup.maxBatch });
+  // Stages: preprocess (bounded slots; a corrupt image fails here alone), infer (the engine's
+  // queues and devices, transfers included), postprocess; requests overlap across them.
+  const prepare = () => prepareInput(allocator, setup.handle.info, payload, { image: setup.image, maxBatch: setup.maxBatch });
+  const prepared = engine.preprocess ? await engine.preprocess(prepare) : await prepare();
   let result: TaskResult;
   try {
     result = await engine.submit(setup.handle, prepared.feeds, setup.devices ? { devices: setup.devices } : {});
@@ -70,7 +74,8 @@ export async function runInference(engine: EngineLike, setup: InferenceSetup, pa
     releaseInput(allocator, prepared);
     throw err;
   }
-  const shaped = shapeResult(result, setup.output, prepared.fromArray);
+  const shape = () => shapeResult(result, setup.output, prepared.fromArray);
+  const shaped = engine.postprocess ? engine.postprocess(shape) : shape();
   const t = result.timings;
   return {
     payload: shaped,

@@ -15,6 +15,7 @@ import { DeviceStats, type DeviceStatsSnapshot } from '../telemetry/device-stats
 import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../telemetry/stats';
 import { BatchController, DEFAULT_BATCHING, concatFeeds, shapeKey, splitOutputs, unbatchableReason, type BatchingOptions } from './batcher';
 import { DEFAULT_THERMAL_LIMITS, ThermalPolicy, type ThermalDecision, type ThermalLimits } from './thermal-policy';
+import { STAGES, Stage, chooseStageConcurrency, findBottleneck, type Bottleneck, type ConcurrencyChoice, type StageName, type StageStats } from './stages';
 
 export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
 
@@ -38,6 +39,8 @@ export interface EngineOptions {
   thermal?: Partial<ThermalLimits>;
   /** How often device temperatures are read (ms). */
   thermalIntervalMs?: number;
+  /** Requests that may wait for a preprocess slot before new ones are refused (default 1024). */
+  preprocessCapacity?: number;
 }
 
 export interface GraphOptions {
@@ -139,6 +142,14 @@ export interface EngineStats {
   /** Pooled host memory: 'host' (tensors callers fill) and one pool per device that has one. */
   memory: Record<string, MemoryPoolStats>;
   graphCache: { size: number; capacity: number; hits: number; misses: number; evictions: number; hitRate: number };
+  /** The request stages (preprocess, transfers, infer, postprocess), the bottleneck now, and how concurrency was chosen. */
+  pipeline: PipelineStats;
+}
+
+export interface PipelineStats {
+  stages: Record<StageName, StageStats>;
+  bottleneck: Bottleneck | null;
+  concurrency: ConcurrencyChoice;
 }
 
 interface Task {
@@ -237,11 +248,26 @@ export class InferenceEngine extends EventEmitter {
   private nextTaskId = 1;
   private closed = false;
   private pumping = false;
+  /**
+   * The request stages. preprocess and postprocess run callers' work (runInference) in bounded
+   * slots; infer and the transfers record what the devices report (their concurrency is the
+   * devices' executors and links).
+   */
+  readonly stages: Record<StageName, Stage>;
+  private concurrency: ConcurrencyChoice;
 
   constructor(private readonly options: EngineOptions = {}) {
     super();
     this.pool = new MemoryPool({ deviceId: 'host', poolSizeMb: options.poolSizeMb ?? 512 });
     this.cache = new LruCache(options.maxCachedGraphs ?? 10, (_key, { graph, deviceId }) => this.evict(graph, deviceId));
+    this.concurrency = chooseStageConcurrency(0);
+    this.stages = {
+      preprocess: new Stage('preprocess', { concurrency: this.concurrency.preprocess, capacity: options.preprocessCapacity ?? 1024 }),
+      toDevice: new Stage('toDevice', { concurrency: 1 }),
+      infer: new Stage('infer', { concurrency: 1 }),
+      fromDevice: new Stage('fromDevice', { concurrency: 1 }),
+      postprocess: new Stage('postprocess', { concurrency: this.concurrency.postprocess }),
+    };
     for (const d of options.devices ?? []) this.addDevice(d);
     this.eventLoop.start();
     this.thermalTimer = setInterval(() => this.checkThermal(), options.thermalIntervalMs ?? 500);
@@ -284,6 +310,47 @@ export class InferenceEngine extends EventEmitter {
     if (freed) this.pump();
   }
 
+  // ---------------------------------------------------------------- stages
+
+  /** Re-derives stage concurrency from the host and the registered CPU devices (unless set by hand). */
+  private chooseConcurrency(): void {
+    if (this.concurrency.fixed) return;
+    let threads = 0;
+    for (const d of this.devices.values()) {
+      if (d.kind !== 'cpu') continue;
+      const w = Number(d.info.workers ?? d.parallelism);
+      const t = Number(d.info.threadsPerWorker ?? 1);
+      threads += (Number.isFinite(w) ? w : 1) * (Number.isFinite(t) ? t : 1);
+    }
+    this.concurrency = chooseStageConcurrency(threads);
+    this.stages.preprocess.setConcurrency(this.concurrency.preprocess);
+  }
+
+  /**
+   * Sets a host stage's slots (a benchmark that measured the best value, or a user); `auto`
+   * derives them again from the host. The choice shows in getStats().pipeline.concurrency.
+   */
+  setStageConcurrency(stage: 'preprocess', slots: number | 'auto', reason?: string): void {
+    if (slots === 'auto') {
+      this.concurrency.fixed = false;
+      this.chooseConcurrency();
+      return;
+    }
+    if (!Number.isInteger(slots) || slots < 1) throw new RangeError(`stage slots must be a positive integer or 'auto', got ${String(slots)}`);
+    this.concurrency = { ...this.concurrency, [stage]: slots, fixed: true, reason: reason ?? `set to ${slots} by setStageConcurrency` };
+    this.stages[stage].setConcurrency(slots);
+  }
+
+  /** Runs a request's preprocessing in the preprocess stage's bounded slots. */
+  preprocess<T>(fn: () => Promise<T>): Promise<T> {
+    return this.stages.preprocess.run(fn);
+  }
+
+  /** Runs a request's (synchronous) postprocessing, measured as the postprocess stage. */
+  postprocess<T>(fn: () => T): T {
+    return this.stages.postprocess.runSync(fn);
+  }
+
   // ---------------------------------------------------------------- devices
 
   addDevice(device: Device): void {
@@ -294,6 +361,7 @@ export class InferenceEngine extends EventEmitter {
     if (!this.thermal.has(device.id)) this.setThermalLimits(device.id, {});
     // Graphs already in use load onto the new device in the background.
     for (const g of this.graphs.values()) if (g.refs > 0 && this.placed(g, device)) void this.ensureLoaded(g, device);
+    this.chooseConcurrency();
     this.emit('devices');
   }
 
@@ -324,6 +392,7 @@ export class InferenceEngine extends EventEmitter {
     this.forgetServiceTimes((key) => key.split('|')[0] === id);
     await device.close();
     this.busy.delete(device);
+    this.chooseConcurrency();
     this.emit('devices');
     this.pump();
   }
@@ -799,11 +868,23 @@ export class InferenceEngine extends EventEmitter {
     stats.onDispatch(tasks.length);
     const feeds = tasks.length === 1 ? tasks[0].feeds : concatFeeds(g.info, tasks.map((t) => t.feeds), samples);
     const inputs: NamedTensor[] = g.info.inputs.map((i) => ({ name: i.name, ...feeds[i.name] }));
+    // counted now: pooled inputs are detached once they move to a worker
+    let tensorBytesIn = 0;
+    for (const t of inputs) tensorBytesIn += t.data.byteLength;
+    const waitMs = dispatchedAt - tasks[0].submittedAt;
     device.run({ graphKey: this.cacheKey(g, device.id), inputs, outputs: this.outputSpecs(g, samples) }).then(
       (result) => {
         this.finish(tasks, device);
         this.recordService(`${device.id}|${g.id}`, loadKey, result.inferMs);
         stats.onRun(result.inferMs, samples, g.ops.total, g.loaded.get(device.id)?.precision ?? g.info.precision);
+        let tensorBytesOut = 0;
+        for (const t of Object.values(result.outputs)) tensorBytesOut += t.data.byteLength;
+        stats.onTransfer(result, samples, tensorBytesIn, tensorBytesOut);
+        this.stages.infer.record(result.inferMs, waitMs);
+        if (result.transfer) {
+          this.stages.toDevice.record(result.transfer.toDevice.ms, result.transfer.toDevice.waitMs);
+          this.stages.fromDevice.record(result.transfer.fromDevice.ms, result.transfer.fromDevice.waitMs);
+        }
         g.batches++;
         g.batchedSamples += samples;
         const parts = tasks.length === 1 ? [result.outputs] : splitOutputs(result.outputs, tasks.map((t) => t.batchSize));
@@ -825,6 +906,7 @@ export class InferenceEngine extends EventEmitter {
       (err: Error) => {
         this.finish(tasks, device);
         stats.onFail(tasks.length);
+        this.stages.infer.record(now() - dispatchedAt, waitMs, false);
         const retries: Task[] = [];
         for (const task of tasks) {
           if (task.settled) continue;
@@ -962,9 +1044,10 @@ export class InferenceEngine extends EventEmitter {
     let peakTops = 0;
     let anyPeak = false;
     let simulated = false;
+    const hostDepths = { preprocessing: this.stages.preprocess.queued, postprocessing: this.stages.postprocess.queued };
     for (const [id, s] of this.stats) {
       const device = this.devices.get(id);
-      const snap = { ...s.snapshot(device ? (this.busy.get(device) ?? 0) : 0, this.queuedFor(id)), thermal: this.thermal.get(id)!.decision };
+      const snap = { ...s.snapshot(device ? (this.busy.get(device) ?? 0) : 0, this.queuedFor(id), hostDepths), thermal: this.thermal.get(id)!.decision };
       devices[id] = snap;
       if (snap.removed) continue;
       topsPerDevice[id] = snap.achievedTops;
@@ -1017,7 +1100,42 @@ export class InferenceEngine extends EventEmitter {
       eventLoopDelayMs: this.eventLoop.summary(),
       memory: this.memoryStats(),
       graphCache: { ...c, hitRate: c.hits + c.misses ? c.hits / (c.hits + c.misses) : 0 },
+      pipeline: this.pipelineStats(),
     };
+  }
+
+  /**
+   * Stage statistics: preprocess and postprocess as they ran here; infer over every device
+   * (slots = executors, queued = tasks in graph queues, active = runs on devices); transfers over
+   * the devices that have a link (slots = links, queued/active from their bookings).
+   */
+  private pipelineStats(): PipelineStats {
+    let executors = 0;
+    let running = 0;
+    let links = 0;
+    let up = { queued: 0, active: 0 };
+    let down = { queued: 0, active: 0 };
+    for (const d of this.devices.values()) {
+      executors += d.parallelism;
+      running += this.busy.get(d) ?? 0;
+      const l = d.linkState?.();
+      if (!l) continue;
+      links += l.links;
+      up = { queued: up.queued + l.toDeviceQueued, active: up.active + l.toDeviceActive };
+      down = { queued: down.queued + l.fromDeviceQueued, active: down.active + l.fromDeviceActive };
+    }
+    let waiting = 0;
+    for (const g of this.graphs.values()) waiting += g.queue.length;
+    const stages = {} as Record<StageName, StageStats>;
+    for (const name of STAGES) {
+      const stage = this.stages[name];
+      if (name === 'infer') stages[name] = stage.snapshot({ concurrency: Math.max(1, executors), active: running, queued: waiting, capacity: null, present: executors > 0 });
+      else if (name === 'toDevice' || name === 'fromDevice') {
+        const now = name === 'toDevice' ? up : down;
+        stages[name] = stage.snapshot({ concurrency: Math.max(1, links), active: now.active, queued: now.queued, capacity: null, present: links > 0 });
+      } else stages[name] = stage.snapshot();
+    }
+    return { stages, bottleneck: findBottleneck(stages), concurrency: { ...this.concurrency } };
   }
 
   private memoryStats(): Record<string, MemoryPoolStats> {
@@ -1043,6 +1161,7 @@ export class InferenceEngine extends EventEmitter {
       for (const k of Object.keys(g.counts) as Array<keyof GraphEntry['counts']>) g.counts[k] = 0;
     }
     this.eventLoop.reset();
+    for (const stage of Object.values(this.stages)) stage.reset();
     this.pool.resetStats();
     this.cache.resetStats();
   }

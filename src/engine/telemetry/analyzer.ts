@@ -301,6 +301,9 @@ export class PerformanceAnalyzer {
     const opsPerInference = graphs.length ? Math.max(...graphs.map((g) => g.opsPerInference)) : 0;
     const latencies = graphs.map((g) => g.latencyMs).filter((l) => l.count > 0);
     const latencyMs = latencies.length ? latencies.reduce((s, l) => s + l.p50 * l.count, 0) / latencies.reduce((s, l) => s + l.count, 0) : 0;
+    // Bytes a sample moved across a stick's link, as measured (uint8 inputs: 1 byte per value, floats as FP16).
+    const measured = devices.filter((d) => isStick(d.kind) && d.transfer.samples > 0);
+    const bytesPerInference = measured.length ? Math.max(...measured.map((d) => d.transfer.bytesInPerSample + d.transfer.bytesOutPerSample)) : undefined;
     return {
       throughputFps: stats.totalInferencesPerSec,
       latencyMs,
@@ -321,13 +324,15 @@ export class PerformanceAnalyzer {
       eventLoopDelayP99Ms: stats.eventLoopDelayMs.p99,
       dropped: graphs.reduce((s, g) => s + g.dropped + g.rejected, 0),
       batchingEnabled: graphs.some((g) => g.batching.enabled),
+      ...(bytesPerInference !== undefined ? { bytesPerInference } : {}),
       ...extra,
     };
   }
 
   /**
    * Evidence from a live engine: its statistics plus what they do not carry, each stick's USB
-   * generation (device info) and the bytes a graph moves per inference (from its declared shapes).
+   * generation (device info) and, before any transfer was measured, the bytes a graph moves per
+   * inference (from its declared shapes).
    */
   static fromEngine(engine: InferenceEngine, graphId?: string, extra: Partial<AnalyzeInput> = {}): AnalyzeInput {
     const stats = engine.getStats();

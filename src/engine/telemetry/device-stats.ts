@@ -1,4 +1,4 @@
-import type { Device, Precision } from '../devices/device';
+import type { Device, Precision, RunResult } from '../devices/device';
 import { LatencyHistogram, RateWindow, type LatencySummary } from './stats';
 
 export interface DeviceStatsSnapshot {
@@ -31,8 +31,45 @@ export interface DeviceStatsSnapshot {
   occupancy: number;
   inFlight: number;
   maxInFlight: number;
-  queueDepths: { preprocessing: number; inference: number; postprocessing: number };
+  /**
+   * Requests waiting per stage. preprocessing and postprocessing are host stages shared by every
+   * device (the same figures on each); inference counts tasks this device could take; the
+   * transfer stages are this device's own link (0 for a CPU device, which has none).
+   */
+  queueDepths: { preprocessing: number; inference: number; postprocessing: number; toDevice: number; fromDevice: number };
+  /** Bytes per direction: what crossed the device's link, and the tensors as the host handed them over. */
+  transfer: TransferStats;
   temperatureC: number | null;
+}
+
+export interface TransferStats {
+  /** 'usb' for a stick; 'none' for a CPU device (inputs move between threads, no link). */
+  link: 'usb' | 'none';
+  /** Runs counted (a batched run carries several samples). */
+  runs: number;
+  samples: number;
+  /** Bytes on the link (a stick moves float tensors as FP16); for a device without a link, the tensors' bytes. */
+  bytesIn: number;
+  bytesOut: number;
+  bytesInPerSample: number;
+  bytesOutPerSample: number;
+  /** Bytes per second over the sliding window, each direction. */
+  bytesInPerSec: number;
+  bytesOutPerSec: number;
+  /** The tensors' own bytes (float32 = 4 per value) as the host handed them over. */
+  tensorBytesIn: number;
+  tensorBytesOut: number;
+  /** The link's payload rate (bytes/s) and the busier direction's share of it; null without a link. */
+  linkBytesPerSec: number | null;
+  bandwidthUtilization: number | null;
+  /** Link time per run, each direction (zero counts for a device without a link). */
+  toDeviceMs: LatencySummary;
+  fromDeviceMs: LatencySummary;
+}
+
+export interface HostStageDepths {
+  preprocessing: number;
+  postprocessing: number;
 }
 
 /** Everything measured about one device. Numbers come only from completed events and measured peaks. */
@@ -51,6 +88,11 @@ export class DeviceStats {
   private peakSeconds = new RateWindow();
   private busyMs = new RateWindow();
   private lastPrecision: Precision = 'fp32';
+  private xfer = { runs: 0, samples: 0, bytesIn: 0, bytesOut: 0, tensorBytesIn: 0, tensorBytesOut: 0 };
+  private bytesInRate = new RateWindow();
+  private bytesOutRate = new RateWindow();
+  private readonly toDevice = new LatencyHistogram();
+  private readonly fromDevice = new LatencyHistogram();
 
   constructor(private readonly device: Device) {}
 
@@ -69,6 +111,30 @@ export class DeviceStats {
     const peak = this.device.peakOpsPerSec(precision);
     if (peak) this.peakSeconds.add(ops / peak, at);
     this.lastPrecision = precision;
+  }
+
+  /**
+   * Bytes one run moved: the link's own figures when the device has a link, else the tensors' bytes
+   * (`tensorBytesIn/Out`, counted by the engine before the inputs moved to the device).
+   */
+  onTransfer(result: Pick<RunResult, 'transfer'>, samples: number, tensorBytesIn: number, tensorBytesOut: number): void {
+    const t = result.transfer;
+    const bytesIn = t ? t.toDevice.bytes : tensorBytesIn;
+    const bytesOut = t ? t.fromDevice.bytes : tensorBytesOut;
+    const x = this.xfer;
+    x.runs++;
+    x.samples += samples;
+    x.bytesIn += bytesIn;
+    x.bytesOut += bytesOut;
+    x.tensorBytesIn += tensorBytesIn;
+    x.tensorBytesOut += tensorBytesOut;
+    const at = Date.now();
+    this.bytesInRate.add(bytesIn, at);
+    this.bytesOutRate.add(bytesOut, at);
+    if (t) {
+      this.toDevice.record(t.toDevice.ms);
+      this.fromDevice.record(t.fromDevice.ms);
+    }
   }
 
   onTaskDone(totalMs: number): void {
@@ -98,14 +164,44 @@ export class DeviceStats {
     this.ops = new RateWindow();
     this.peakSeconds = new RateWindow();
     this.busyMs = new RateWindow();
+    this.xfer = { runs: 0, samples: 0, bytesIn: 0, bytesOut: 0, tensorBytesIn: 0, tensorBytesOut: 0 };
+    this.bytesInRate = new RateWindow();
+    this.bytesOutRate = new RateWindow();
+    this.toDevice.reset();
+    this.fromDevice.reset();
   }
 
-  snapshot(inFlight: number, queued: number): DeviceStatsSnapshot {
+  private transferStats(link: ReturnType<NonNullable<Device['linkState']>> | undefined): TransferStats {
+    const x = this.xfer;
+    const bytesInPerSec = this.bytesInRate.perSecond();
+    const bytesOutPerSec = this.bytesOutRate.perSecond();
+    const linkBytesPerSec = link ? link.bytesPerSec * link.links : null;
+    return {
+      link: this.device.linkState ? 'usb' : 'none',
+      runs: x.runs,
+      samples: x.samples,
+      bytesIn: x.bytesIn,
+      bytesOut: x.bytesOut,
+      bytesInPerSample: x.samples ? x.bytesIn / x.samples : 0,
+      bytesOutPerSample: x.samples ? x.bytesOut / x.samples : 0,
+      bytesInPerSec,
+      bytesOutPerSec,
+      tensorBytesIn: x.tensorBytesIn,
+      tensorBytesOut: x.tensorBytesOut,
+      linkBytesPerSec,
+      bandwidthUtilization: linkBytesPerSec ? Math.max(bytesInPerSec, bytesOutPerSec) / linkBytesPerSec : null,
+      toDeviceMs: this.toDevice.summary(),
+      fromDeviceMs: this.fromDevice.summary(),
+    };
+  }
+
+  snapshot(inFlight: number, queued: number, host: HostStageDepths = { preprocessing: 0, postprocessing: 0 }): DeviceStatsSnapshot {
     const latency = this.latency.summary();
     const opsPerSec = this.ops.perSecond();
     const peak = this.device.peakOpsPerSec(this.lastPrecision);
     const finished = this.completed + this.failed;
     const telemetry = this.removed ? undefined : this.device.telemetry();
+    const link = this.removed ? undefined : this.device.linkState?.();
     return {
       deviceId: this.device.id,
       kind: this.device.kind,
@@ -130,8 +226,8 @@ export class DeviceStats {
       occupancy: Math.min(1, this.busyMs.perSecond() / 1000 / this.device.parallelism),
       inFlight,
       maxInFlight: this.device.maxInFlight,
-      // The engine has one queue stage today (inference); pre/postprocessing run in the caller.
-      queueDepths: { preprocessing: 0, inference: queued, postprocessing: 0 },
+      queueDepths: { preprocessing: host.preprocessing, inference: queued, postprocessing: host.postprocessing, toDevice: link?.toDeviceQueued ?? 0, fromDevice: link?.fromDeviceQueued ?? 0 },
+      transfer: this.transferStats(link),
       temperatureC: telemetry?.temperatureC ?? null,
     };
   }

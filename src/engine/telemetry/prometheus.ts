@@ -107,6 +107,66 @@ export class PrometheusExporter {
     deviceGauge('ncs2_device_achieved_tops', 'Arithmetic ops per second counted from the graphs, in 10^12', (d) => d.achievedTops);
     deviceGauge('ncs2_device_simulated', '1 when the device is simulated', (d) => (d.simulated ? 1 : 0));
 
+    // Request stages (preprocess, toDevice, infer, fromDevice, postprocess). A stage no device has
+    // (transfers on a CPU) is left out: it costs nothing and has nothing to show.
+    type StageRow = EngineStats['pipeline']['stages'][keyof EngineStats['pipeline']['stages']];
+    const presentStages = () => Object.values(stats().pipeline.stages).filter((st) => st.present);
+    /** One series per present stage; counters follow the engine's totals (reset, then inc to the total). */
+    const perStage = (kind: 'gauge' | 'counter', name: string, help: string, value: (st: StageRow) => number) => {
+      const collect = function (this: Gauge<'stage'> | Counter<'stage'>): void {
+        this.reset();
+        for (const st of presentStages()) {
+          if (this instanceof Gauge) this.set({ stage: st.stage }, value(st));
+          else this.inc({ stage: st.stage }, value(st));
+        }
+      };
+      const config = { name, help, labelNames: ['stage'] as const, registers, collect };
+      return kind === 'gauge' ? new Gauge(config) : new Counter(config);
+    };
+    const stageGauge = (name: string, help: string, value: (st: StageRow) => number) => perStage('gauge', name, help, value);
+    stageGauge('ncs2_stage_queue_depth', 'Requests waiting for a slot of the stage', (st) => st.queued);
+    stageGauge('ncs2_stage_in_progress', 'Requests in the stage now', (st) => st.active);
+    stageGauge('ncs2_stage_concurrency', 'Slots of the stage (requests it works on at once)', (st) => st.concurrency);
+    stageGauge('ncs2_stage_busy_ratio', "Share of the stage's slots busy over the sliding window", (st) => st.busyShare);
+    stageGauge('ncs2_stage_bottleneck', '1 for the stage that limits throughput now (busiest), 0 for the others', (st) => (stats().pipeline.bottleneck?.stage === st.stage ? 1 : 0));
+    new Gauge({
+      name: 'ncs2_stage_latency_seconds',
+      help: 'Time in the stage per request once it had a slot (HDR histogram quantiles)',
+      labelNames: ['stage', 'quantile'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const st of presentStages()) {
+          if (!st.serviceMs.count) continue;
+          this.set({ stage: st.stage, quantile: '0.5' }, st.serviceMs.p50 / 1000);
+          this.set({ stage: st.stage, quantile: '0.99' }, st.serviceMs.p99 / 1000);
+        }
+      },
+    });
+    const stageCounter = (name: string, help: string, value: (st: StageRow) => number) => perStage('counter', name, help, value);
+    stageCounter('ncs2_stage_completed_total', 'Requests the stage finished', (st) => st.completed);
+    stageCounter('ncs2_stage_failed_total', 'Requests that failed in the stage (a corrupt image in preprocess)', (st) => st.failed);
+    stageCounter('ncs2_stage_rejected_total', "Requests refused because the stage's waiting queue was full", (st) => st.rejected);
+    /** One series per device and direction (to_device, from_device). */
+    const perDirection = (kind: 'gauge' | 'counter', name: string, help: string, value: (d: EngineStats['devices'][string]) => [number, number] | null) => {
+      const collect = function (this: Gauge<'device' | 'direction'> | Counter<'device' | 'direction'>): void {
+        this.reset();
+        for (const d of Object.values(stats().devices)) {
+          const v = value(d);
+          if (!v) continue;
+          (['to_device', 'from_device'] as const).forEach((direction, i) => {
+            if (this instanceof Gauge) this.set({ device: d.deviceId, direction }, v[i]);
+            else this.inc({ device: d.deviceId, direction }, v[i]);
+          });
+        }
+      };
+      const config = { name, help, labelNames: ['device', 'direction'] as const, registers, collect };
+      return kind === 'gauge' ? new Gauge(config) : new Counter(config);
+    };
+    perDirection('counter', 'ncs2_device_transfer_bytes_total', "Bytes moved to and from a device (a stick's USB link; for a CPU device the tensors handed to its workers)", (d) => [d.transfer.bytesIn, d.transfer.bytesOut]);
+    perDirection('gauge', 'ncs2_device_link_queue_depth', "Requests waiting for a stick's USB link, per direction", (d) => (d.removed || d.transfer.link === 'none' ? null : [d.queueDepths.toDevice, d.queueDepths.fromDevice]));
+    deviceGauge('ncs2_device_link_utilization_ratio', "Busier direction's bytes/s over the stick's link payload rate (absent without a link)", (d) => d.transfer.bandwidthUtilization);
+
     new Gauge({
       name: 'ncs2_graph_queue_depth',
       help: "Tasks waiting in a graph's queue",

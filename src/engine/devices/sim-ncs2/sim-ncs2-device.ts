@@ -15,7 +15,7 @@ import type { Device, DeviceGraph, DeviceInfo, DeviceTelemetry, LoadRequest, Pre
 import { DeviceError, ModelLoadError } from '../../errors';
 import { ModelFormatError, readModelInfo, type ModelInfo } from '../../graph/model-info';
 import { elementCount } from '../../tensor';
-import { StickModel } from './stick-model';
+import { StickModel, type Booking } from './stick-model';
 import { UsbLink } from './lanes';
 import type { ThermalParams } from './thermal-model';
 import { timingParams, wireBytesPerElement, type Ncs2TimingParams, type UsbGeneration } from './timing';
@@ -86,6 +86,8 @@ interface LoadedGraph {
 interface Job {
   settled: boolean;
   reject(err: Error): void;
+  /** The request's booking, for the link's queue depths (linkState). */
+  booking: Booking;
 }
 
 let usb2Bus: UsbLink | undefined;
@@ -262,7 +264,7 @@ export class SimNcs2Device extends EventEmitter implements Device {
       batch,
     });
     return new Promise<RunResult>((resolve, reject) => {
-      const job: Job = { settled: false, reject };
+      const job: Job = { settled: false, reject, booking };
       this.jobs.add(job);
       let real: RunResult | undefined;
       let realAt = 0;
@@ -281,7 +283,15 @@ export class SimNcs2Device extends EventEmitter implements Device {
         // device queue time. Reporting compute, not compute + transfer, also makes the engine keep
         // more requests in flight on a USB-bound stick, which hides the host's scheduling jitter.
         const inferMs = booking.computeMs + booking.pauseMs;
-        resolve({ outputs: real.outputs, inferMs, deviceQueueMs: Math.max(0, now - submitted - inferMs) });
+        resolve({
+          outputs: real.outputs,
+          inferMs,
+          deviceQueueMs: Math.max(0, now - submitted - inferMs),
+          transfer: {
+            toDevice: { bytes: inputBytes, ms: booking.uploadMs, waitMs: booking.uploadStart - booking.submitMs },
+            fromDevice: { bytes: outputBytes, ms: booking.downloadMs, waitMs: booking.downloadStart - booking.execEnd },
+          },
+        });
       };
       this.pool.run(g.poolKey, request.inputs, request.outputs).then(
         (result) => {
@@ -301,6 +311,23 @@ export class SimNcs2Device extends EventEmitter implements Device {
         deliver();
       });
     });
+  }
+
+  /** Requests waiting for or on the USB link now, per direction, from their bookings. */
+  linkState(): { links: number; toDeviceQueued: number; fromDeviceQueued: number; toDeviceActive: number; fromDeviceActive: number; bytesPerSec: number } {
+    const now = performance.now();
+    let toDeviceQueued = 0;
+    let fromDeviceQueued = 0;
+    let toDeviceActive = 0;
+    let fromDeviceActive = 0;
+    for (const { booking: b } of this.jobs) {
+      if (now < b.uploadStart) toDeviceQueued++;
+      else if (now < b.uploadEnd) toDeviceActive++;
+      else if (now >= b.execEnd && now < b.downloadStart) fromDeviceQueued++;
+      else if (now >= b.downloadStart && now < b.downloadEnd) fromDeviceActive++;
+    }
+    const bytesPerSec = this.stick.usb === 3 ? this.timing.usb3BytesPerSec : this.timing.usb2BytesPerSec;
+    return { links: 1, toDeviceQueued, fromDeviceQueued, toDeviceActive, fromDeviceActive, bytesPerSec };
   }
 
   telemetry(): SimNcs2Telemetry {

@@ -29,6 +29,7 @@ export interface Booking {
   computeMs: number;
   pauseMs: number;
   throttleLevel: number;
+  downloadStart: number;
   downloadEnd: number;
   /** Link time of the transfers themselves (without waiting or interleaving). */
   uploadMs: number;
@@ -111,7 +112,7 @@ export class StickModel {
     const execEnd = execStart + computeMs;
     this.freeAt[executor] = execEnd + pauseMs;
     this.busy.push([execStart, execEnd]);
-    const [, downloadEnd] = this.link.download(execEnd, r.outputBytes);
+    const [downloadStart, downloadEnd] = this.link.download(execEnd, r.outputBytes);
     const uploadMs = transferTimeMs(r.inputBytes, this.link.generation, this.timing);
     const downloadMs = transferTimeMs(r.outputBytes, this.link.generation, this.timing);
     const serviceMs = uploadMs + computeMs + pauseMs + downloadMs;
@@ -128,6 +129,7 @@ export class StickModel {
       computeMs,
       pauseMs,
       throttleLevel,
+      downloadStart,
       downloadEnd,
       uploadMs,
       downloadMs,
