@@ -300,7 +300,7 @@ describe('io/preprocess', function () {
 
     it('refuses payloads of the wrong kind, describing them', async function () {
       const prep = (payload: unknown) => prepareInput(testAllocator(), mnist, payload, { image: mnistSpec });
-      await assert.rejects(prep('hello'), /expected msg.payload to be an encoded image Buffer \(JPEG, PNG, WebP\), a tensor \{data, dims, type\} or an array of these; got a string of 5 characters/);
+      await assert.rejects(prep('hello'), /expected msg.payload to be an encoded image Buffer \(JPEG, PNG, WebP\), raw pixels \{data, width, height, channels\}, a tensor \{data, dims, type\} or an array of these; got a string of 5 characters/);
       await assert.rejects(prep(42), /got number 42/);
       await assert.rejects(prep([]), /got an empty array/);
       await assert.rejects(prep([1, 2, 3]), /array of numbers; wrap it as a tensor \{data: \[...\], dims: \[1, 1, 28, 28\]\}/);

@@ -112,7 +112,7 @@ describe('ncs2-infer (node-red-node-test-helper)', function () {
     node('infer').receive({ payload: corruptJpeg, n: 3 });
     await waitFor(() => caught.length === 3, 'three caught errors');
     const byN = new Map(caught.map((m) => [m.n, m.error]));
-    assert.match(byN.get(1)!.message, /expected msg.payload to be an encoded image Buffer \(JPEG, PNG, WebP\), a tensor \{data, dims, type\} or an array of these; got a string of 22 characters/);
+    assert.match(byN.get(1)!.message, /expected msg.payload to be an encoded image Buffer \(JPEG, PNG, WebP\), raw pixels \{data, width, height, channels\}, a tensor \{data, dims, type\} or an array of these; got a string of 22 characters/);
     assert.match(byN.get(2)!.message, /dims \[1, 1, 27, 28\] do not fit input 'image' float32\[N, 1, 28, 28\]: dim 2 is 27, expected 28/);
     assert.match(byN.get(3)!.message, /expected an encoded JPEG, PNG or WebP image; got 64 bytes \(starting ff d8 ff e0/);
     for (const error of byN.values()) assert.equal(error.source.id, 'infer');

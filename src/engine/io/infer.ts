@@ -5,10 +5,17 @@
 import { performance } from 'perf_hooks';
 import type { InferenceEngine, GraphHandle, TaskResult } from '../pipeline/engine';
 import type { TensorData, TensorType } from '../tensor';
-import { prepareInput, releaseInput, type ImageSpec, type TensorAllocator } from './preprocess';
+import { prepareInput, releaseInput, type ImageGeometry, type ImageSpec, type TensorAllocator } from './preprocess';
 import { classify, rawOutputs, type Classification, type ClassificationOptions, type RawFormat, type RawOutput } from './postprocess';
+import { decodeDetections, type Detection, type DetectionOptions } from './detection';
+import { decodeTextDetection, decodeTextRecognition, type DbOptions, type TextBox, type TextResult } from './ocr';
 
-export type OutputPreset = ({ kind: 'classification' } & ClassificationOptions) | { kind: 'raw'; format: RawFormat };
+export type OutputPreset =
+  | ({ kind: 'classification' } & ClassificationOptions)
+  | { kind: 'raw'; format: RawFormat }
+  | ({ kind: 'detection' } & DetectionOptions)
+  | ({ kind: 'text-detection' } & DbOptions)
+  | { kind: 'text-recognition'; charset: string[]; outputName?: string };
 
 /** Everything fixed when a graph is configured: what the engine runs and how messages map onto it. */
 export interface InferenceSetup {
@@ -33,7 +40,7 @@ export interface InferenceReport {
   batchSize: number;
 }
 
-export type InferencePayload = Classification | Classification[] | Record<string, RawOutput>;
+export type InferencePayload = Classification | Classification[] | Record<string, RawOutput> | Detection[] | Detection[][] | TextBox[] | TextBox[][] | TextResult | TextResult[];
 
 export interface InferenceOutcome {
   payload: InferencePayload;
@@ -51,11 +58,25 @@ export function engineAllocator(engine: Pick<InferenceEngine, 'allocateTensor' |
   };
 }
 
-export function shapeResult(result: TaskResult, preset: OutputPreset, fromArray: boolean): InferencePayload {
-  if (preset.kind === 'raw') return rawOutputs(result.outputs, preset.format);
-  const rows = classify(result.outputs, preset);
-  // One result object for one sample; an array when the message carried several.
-  return fromArray || rows.length > 1 ? rows : rows[0];
+/**
+ * The configured result for one task. `geometry` is per batch row (how each image was fitted, null
+ * for tensor rows): detection boxes go back to source-image pixels through it.
+ */
+export function shapeResult(result: TaskResult, preset: OutputPreset, fromArray: boolean, geometry: ReadonlyArray<ImageGeometry | null> = []): InferencePayload {
+  // One result per sample; an array when the message carried several.
+  const one = <T>(rows: T[]): T | T[] => (fromArray || rows.length > 1 ? rows : rows[0]);
+  switch (preset.kind) {
+    case 'raw':
+      return rawOutputs(result.outputs, preset.format);
+    case 'detection':
+      return one(decodeDetections(result.outputs, preset, geometry.map((g) => ({ geometry: g })))) as Detection[] | Detection[][];
+    case 'text-detection':
+      return one(decodeTextDetection(result.outputs, geometry, preset)) as TextBox[] | TextBox[][];
+    case 'text-recognition':
+      return one(decodeTextRecognition(result.outputs, preset.charset, preset.outputName));
+    default:
+      return one(classify(result.outputs, preset));
+  }
 }
 
 /**
@@ -74,7 +95,7 @@ export async function runInference(engine: EngineLike, setup: InferenceSetup, pa
     releaseInput(allocator, prepared);
     throw err;
   }
-  const shape = () => shapeResult(result, setup.output, prepared.fromArray);
+  const shape = () => shapeResult(result, setup.output, prepared.fromArray, prepared.geometry);
   const shaped = engine.postprocess ? engine.postprocess(shape) : shape();
   const t = result.timings;
   return {

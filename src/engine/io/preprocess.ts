@@ -7,7 +7,7 @@
  * tensor with the layout, channel order and normalisation the model wants. Input Buffers are only
  * read (Node-RED shares one Buffer between every wire that carries the message).
  */
-import sharp, { type Metadata, type OutputInfo } from 'sharp';
+import sharp, { type Metadata, type OutputInfo, type Sharp, type SharpOptions } from 'sharp';
 import { EngineError, InputError } from '../errors';
 import { ConfigError } from './errors';
 import type { ModelInfo, TensorInfo } from '../graph/model-info';
@@ -203,6 +203,44 @@ export function toSourcePoint(geometry: ImageGeometry, x: number, y: number): { 
 
 // ------------------------------------------------------------------ images
 
+/**
+ * Decoded 8-bit interleaved pixels (1 gray, 2 gray + alpha, 3 RGB, 4 RGBA), as a first stage's
+ * crops carry them: the second stage skips encoding and decoding.
+ */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 2 | 3 | 4;
+}
+
+export type ImageSource = Buffer | RawImage;
+
+/** An object meant as raw pixels (width, height, channels and data; tensors have dims instead). */
+export function isRawImage(value: unknown): value is RawImage {
+  return typeof value === 'object' && value !== null && !Buffer.isBuffer(value) && 'data' in value && 'width' in value && 'height' in value && 'channels' in value && !('dims' in value);
+}
+
+/** Raw pixels whose size and data agree, or an InputError saying what does not. */
+export function checkRawImage(image: RawImage): RawImage {
+  const { data, width, height, channels } = image;
+  const int = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
+  if (!int(width) || !int(height) || ![1, 2, 3, 4].includes(channels)) {
+    throw new InputError(`raw pixels need positive integer width and height and channels 1..4; got width ${JSON.stringify(width)}, height ${JSON.stringify(height)}, channels ${JSON.stringify(channels)}`);
+  }
+  if (!(data instanceof Uint8Array) || data.length !== width * height * channels) {
+    throw new InputError(`raw pixels ${width}x${height}x${channels} need a Buffer or Uint8Array of ${width * height * channels} bytes; got ${describeValue(data)}`);
+  }
+  return image;
+}
+
+/** A sharp pipeline over an encoded image or raw pixels. */
+export function sharpSource(image: ImageSource, options: SharpOptions = {}): Sharp {
+  if (!isRawImage(image)) return sharp(image, options);
+  const { data, width, height, channels } = checkRawImage(image);
+  return sharp(data, { ...options, raw: { width, height, channels } });
+}
+
 export interface DecodedImage {
   /** 8-bit interleaved pixels, spec.width x spec.height x spec.channels, in source channel order (RGB or gray). */
   pixels: Buffer;
@@ -217,15 +255,17 @@ function headerOf(image: Buffer): string {
  * Decodes one encoded image into 8-bit pixels at the spec's size. The geometry is computed here
  * (not left to sharp's fit modes) so that what is reported is exactly what was applied.
  */
-export async function decodeImage(image: Buffer, spec: ImageSpec): Promise<DecodedImage> {
+export async function decodeImage(image: ImageSource, spec: ImageSpec): Promise<DecodedImage> {
+  const raw = isRawImage(image) ? checkRawImage(image) : undefined;
+  const bytes = raw ? raw.data.length : (image as Buffer).length;
   let meta: Metadata;
   try {
     // Header only: cheap, and it lets an oversized image be refused with its size before any decoding.
-    meta = await sharp(image, { limitInputPixels: false }).metadata();
+    meta = raw ? ({ format: 'raw', width: raw.width, height: raw.height } as Metadata) : await sharp(image as Buffer, { limitInputPixels: false }).metadata();
   } catch (err) {
-    throw new InputError(`expected an encoded JPEG, PNG or WebP image; got ${image.length} bytes (starting ${headerOf(image)}) that cannot be decoded: ${(err as Error).message.split('\n')[0]}`);
+    throw new InputError(`expected an encoded JPEG, PNG or WebP image; got ${bytes} bytes (starting ${headerOf(image as Buffer)}) that cannot be decoded: ${(err as Error).message.split('\n')[0]}`);
   }
-  if (!meta.format || !ACCEPTED_FORMATS.includes(meta.format)) {
+  if (!raw && (!meta.format || !ACCEPTED_FORMATS.includes(meta.format))) {
     throw new InputError(`expected a JPEG, PNG or WebP image; got ${meta.format ?? 'an unknown format'}; convert it first`);
   }
   const sourceWidth = meta.autoOrient?.width ?? meta.width;
@@ -238,7 +278,7 @@ export async function decodeImage(image: Buffer, spec: ImageSpec): Promise<Decod
 
   const { width, height } = spec;
   // sharp's limit stays on as the decoder's own guard (the header check above is what explains it).
-  let pipeline = sharp(image, { limitInputPixels: spec.maxInputPixels }).rotate().removeAlpha();
+  let pipeline = sharpSource(image, { limitInputPixels: spec.maxInputPixels }).rotate().removeAlpha();
   pipeline = spec.channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
   let geometry: ImageGeometry;
   if (spec.resize === 'letterbox' || spec.resize === 'top-left') {
@@ -272,7 +312,7 @@ export async function decodeImage(image: Buffer, spec: ImageSpec): Promise<Decod
   try {
     out = await pipeline.raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw new InputError(`the ${meta.format} image (${sourceWidth}x${sourceHeight}, ${image.length} bytes) could not be decoded: ${(err as Error).message.split('\n')[0]}; it may be truncated or corrupt`);
+    throw new InputError(`the ${meta.format} image (${sourceWidth}x${sourceHeight}, ${bytes} bytes) could not be decoded: ${(err as Error).message.split('\n')[0]}; it may be truncated or corrupt`);
   }
   const { info } = out;
   if (info.width !== width || info.height !== height || info.channels !== spec.channels) {
@@ -452,12 +492,12 @@ export interface PrepareOptions {
   maxBatch?: number;
 }
 
-type Item = { kind: 'image'; index: number; buffer: Buffer } | { kind: 'tensor'; index: number; tensor: CheckedTensor };
+type Item = { kind: 'image'; index: number; buffer: ImageSource } | { kind: 'tensor'; index: number; tensor: CheckedTensor };
 
-const PAYLOAD_FORMS = 'an encoded image Buffer (JPEG, PNG, WebP), a tensor {data, dims, type} or an array of these';
+const PAYLOAD_FORMS = 'an encoded image Buffer (JPEG, PNG, WebP), raw pixels {data, width, height, channels}, a tensor {data, dims, type} or an array of these';
 
 function classify(value: unknown, input: TensorInfo, index: number, where: string): Item {
-  if (Buffer.isBuffer(value)) return { kind: 'image', index, buffer: value };
+  if (Buffer.isBuffer(value) || isRawImage(value)) return { kind: 'image', index, buffer: value };
   if (isTensorInput(value)) return { kind: 'tensor', index, tensor: checkTensorInput(value, input, where) };
   throw new InputError(`expected ${where} to be ${PAYLOAD_FORMS}; got ${describeValue(value)}`);
 }
