@@ -17,6 +17,7 @@ import { CalibrationSource, ImageCalibrationOptions, loadCalibrationData } from 
 import { QuantParams, QuantizedNode, activationParams, applyQdq, planQdq } from './qdq';
 import { FoldPreprocessingOptions, FoldReport, foldPreprocessing } from './fold-preprocessing';
 import { KeptFloat, NodeRef } from './report';
+import { upgradeOpset } from './opset-upgrade';
 
 export type OptimizePrecision = 'fp16' | 'int8' | 'fp32';
 export type OptimizeTarget = 'cpu' | 'ncs2';
@@ -129,7 +130,7 @@ function checkOptions(o: OptimizeOptions): { precision: OptimizePrecision; targe
 }
 
 /** Opset and operator checks shared by every precision; throws listing what is unsupported. */
-function checkModel(model: ModelProto, precision: OptimizePrecision, perChannel: boolean): number {
+function checkModel(model: ModelProto, precision: OptimizePrecision): number {
   const graph = model.graph as IGraphProto;
   const opset = defaultOpset(model);
   if (opset < MIN_OPSET || opset > MAX_OPSET) {
@@ -145,18 +146,14 @@ function checkModel(model: ModelProto, precision: OptimizePrecision, perChannel:
     const items = [...new Set(quantized.map((n) => n.opType ?? ''))];
     throw new UnsupportedModelError(`the model is already quantized (${items.join(', ')}); optimize its float original instead`, items);
   }
-  if (precision === 'int8') {
-    if (opset < INT8_MIN_OPSET) {
-      throw new UnsupportedModelError(`INT8 needs opset >= ${INT8_MIN_OPSET} (QuantizeLinear); the model imports opset ${opset}: re-export it with opset 13 or newer`, [`opset ${opset}`]);
-    }
-    if (perChannel && opset < PER_CHANNEL_MIN_OPSET) {
-      throw new UnsupportedModelError(
-        `per-channel INT8 needs opset >= ${PER_CHANNEL_MIN_OPSET} (DequantizeLinear axis); the model imports opset ${opset}: re-export it with opset 13 or newer, or use perChannel: false`,
-        [`opset ${opset}`],
-      );
-    }
-  }
   return opset;
+}
+
+/** Why an INT8 run needs a newer opset than the model's, or undefined when it does not. */
+function int8OpsetNeed(opset: number, perChannel: boolean): string | undefined {
+  if (opset < INT8_MIN_OPSET) return `INT8 needs opset >= ${INT8_MIN_OPSET} (QuantizeLinear)`;
+  if (perChannel && opset < PER_CHANNEL_MIN_OPSET) return `per-channel INT8 needs opset >= ${PER_CHANNEL_MIN_OPSET} (DequantizeLinear axis; or use perChannel: false)`;
+  return undefined;
 }
 
 async function readInput(input: string | Uint8Array): Promise<Uint8Array> {
@@ -219,7 +216,7 @@ export async function optimizeModel(input: string | Uint8Array, options: Optimiz
   const original = await readInput(input);
   const model = parseModel(original);
   const perChannel = options.perChannel ?? true;
-  const opset = checkModel(model, precision, perChannel);
+  let opset = checkModel(model, precision);
   const warnings: string[] = [];
   const notes: string[] = [];
   const fold = foldOptions(options);
@@ -254,6 +251,14 @@ export async function optimizeModel(input: string | Uint8Array, options: Optimiz
       maxSamples: options.maxCalibrationSamples,
     });
     const meta = await probeOrExplain(model, { [data.name]: [1, ...data.sampleDims] });
+    const need = int8OpsetNeed(opset, perChannel);
+    if (need) {
+      // As a re-export would: older exports (PaddleOCR's are opset 9 and 11) quantize like new ones.
+      const up = upgradeOpset(model, PER_CHANNEL_MIN_OPSET, meta, need);
+      const rewritten = Object.entries(up.rewritten).map(([op, n]) => `${op} x${n}`).join(', ');
+      notes.push(`opset ${up.from} raised to ${up.to} for INT8${rewritten ? ` (attribute forms rewritten as inputs: ${rewritten})` : ''}`);
+      opset = up.to;
+    }
     const qdqOptions = { perChannel, weightBits: options.weightBits ?? 7, excludeNodes: options.excludeNodes };
     const plan = planQdq(model, meta, qdqOptions);
     if (plan.computeNodes.size === 0) warnings.push('no Conv, MatMul, Gemm or other quantizable node was found: the model is unchanged apart from Q/DQ on its inputs');
