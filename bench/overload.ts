@@ -46,6 +46,8 @@ export interface MemorySample {
   t: number;
   rssMb: number;
   heapMb: number;
+  /** ArrayBuffer memory (message tensors, pooled buffers), outside the JS heap. */
+  arrayBuffersMb: number;
   held: number;
 }
 
@@ -74,6 +76,9 @@ export interface OverloadResult {
   /** Least-squares slopes over the samples after warm-up (MB per minute). */
   rssSlopeMbPerMin: number;
   heapSlopeMbPerMin: number;
+  arrayBuffersSlopeMbPerMin: number;
+  /** RSS slope over the second half of the run only: ~0 once native arenas reached their size. */
+  rssSlopeLastHalfMbPerMin: number;
 }
 
 const WORDS = { loading: 'loading', ready: 'ready', failed: 'failed', dropped: 'dropped' };
@@ -164,7 +169,7 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
       const m = process.memoryUsage();
       const held = controller.messageCounts().held;
       maxHeld = Math.max(maxHeld, held);
-      memory.push({ t: (performance.now() - start) / 1000, rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20, held });
+      memory.push({ t: (performance.now() - start) / 1000, rssMb: m.rss / 2 ** 20, heapMb: m.heapUsed / 2 ** 20, arrayBuffersMb: m.arrayBuffers / 2 ** 20, held });
     };
     sample();
     const sampler = setInterval(sample, opts.sampleMs ?? 1000);
@@ -209,6 +214,8 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
     sample();
     const elapsed = (performance.now() - start) / 1000;
     const after = memory.filter((m) => m.t >= opts.warmupS);
+    const lastHalf = memory.filter((m) => m.t >= opts.durationS / 2 && m.t <= opts.durationS);
+    const fit = (samples: MemorySample[], k: 'rssMb' | 'heapMb' | 'arrayBuffersMb') => slope(samples.map((m) => m.t), samples.map((m) => m[k])) * 60;
     const counts = controller.messageCounts();
     const nodeCounts: InferMessageCounts = {
       received: counts.received - base.received,
@@ -239,8 +246,10 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
       latencyMs: latency.summary(),
       errors: [...errors].map(([m, n]) => `${n} x ${m}`),
       memory,
-      rssSlopeMbPerMin: slope(after.map((m) => m.t), after.map((m) => m.rssMb)) * 60,
-      heapSlopeMbPerMin: slope(after.map((m) => m.t), after.map((m) => m.heapMb)) * 60,
+      rssSlopeMbPerMin: fit(after, 'rssMb'),
+      heapSlopeMbPerMin: fit(after, 'heapMb'),
+      arrayBuffersSlopeMbPerMin: fit(after, 'arrayBuffersMb'),
+      rssSlopeLastHalfMbPerMin: fit(lastHalf, 'rssMb'),
     };
   } finally {
     await controller.close(true);
@@ -250,7 +259,7 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
 }
 
 function summary(r: OverloadResult): string {
-  const mem = (k: 'rssMb' | 'heapMb') => `${r.memory[0][k].toFixed(0)} -> ${r.memory.at(-1)![k].toFixed(0)} MB (max ${Math.max(...r.memory.map((m) => m[k])).toFixed(0)})`;
+  const mem = (k: 'rssMb' | 'heapMb' | 'arrayBuffersMb') => `${r.memory[0][k].toFixed(0)} -> ${r.memory.at(-1)![k].toFixed(0)} MB (max ${Math.max(...r.memory.map((m) => m[k])).toFixed(0)})`;
   return [
     `model            ${r.model}, policy ${r.options.policy}, limit ${r.options.maxInFlight} in flight + ${r.options.maxWaiting} waiting`,
     `sustainable      ${r.sustainablePerSec.toFixed(0)} msg/s (closed loop)`,
@@ -262,8 +271,9 @@ function summary(r: OverloadResult): string {
     `failed           ${r.failed}${r.errors.length ? ': ' + r.errors.join('; ') : ''}`,
     `unaccounted      ${r.unaccounted} (sent - answered - dropped - rejected - failed), held at the end ${r.nodeCounts.held}`,
     `held             max ${r.maxHeld} sampled, limit ${r.heldLimit}`,
-    `rss              ${mem('rssMb')}, slope after ${r.options.warmupS} s: ${r.rssSlopeMbPerMin.toFixed(2)} MB/min`,
+    `rss              ${mem('rssMb')}, slope after ${r.options.warmupS} s: ${r.rssSlopeMbPerMin.toFixed(2)} MB/min, over the second half: ${r.rssSlopeLastHalfMbPerMin.toFixed(2)} MB/min`,
     `heap used        ${mem('heapMb')}, slope after ${r.options.warmupS} s: ${r.heapSlopeMbPerMin.toFixed(2)} MB/min`,
+    `array buffers    ${mem('arrayBuffersMb')}, slope after ${r.options.warmupS} s: ${r.arrayBuffersSlopeMbPerMin.toFixed(2)} MB/min`,
   ].join('\n');
 }
 
@@ -287,8 +297,8 @@ async function main(): Promise<void> {
     .option('--model <name>', 'mlp (784-128-10) or cnn (MobileNetV2-like)', 'cnn')
     .option('--cnn-size <px>', 'CNN input side', count('--cnn-size', 32), 224)
     .option('--policy <p>', 'reject, drop-oldest or drop-newest', 'drop-oldest')
-    .option('--in-flight <n>', 'node limit in flight', count('--in-flight', 1), 64)
-    .option('--waiting <n>', 'node limit waiting', count('--waiting', 0), 256)
+    .option('--in-flight <n>', 'node limit in flight', count('--in-flight', 1), 16)
+    .option('--waiting <n>', 'node limit waiting (small: a queue longer than a few batches only adds latency)', count('--waiting', 0), 16)
     .option('--warmup <s>', 'seconds left out of the memory slope', count('--warmup', 0), 10)
     .option('--out <file>', 'results file', path.join(__dirname, '..', '..', 'bench', 'results', 'overload.json'))
     .parse(process.argv);

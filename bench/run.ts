@@ -194,6 +194,149 @@ async function runCase(spec: CaseSpec, durationMs: number, rounds: number, log: 
   };
 }
 
+// ------------------------------------------------------------------ batching cases (issue 4)
+
+/** One measured configuration of a batching case, raw loop or engine. */
+interface BatchRun {
+  label: string;
+  inferencesPerSec: number;
+  latencyMs: LatencySummary;
+  eventLoopP99Ms: number;
+  /** Engine runs with dynamic batching: runs and average samples per run. */
+  batching?: { runs: number; avgBatchSize: number; cap?: number };
+  host?: QuietResult;
+}
+
+interface BatchCaseResult {
+  id: string;
+  title: string;
+  baselineTitle: string;
+  targetRatio: number;
+  targetP99Ms: number;
+  baseline: { best: BatchRun; runs: BatchRun[] };
+  batched: { best: BatchRun; runs: BatchRun[] };
+  ratio: number;
+  meetsRatio: boolean;
+  meetsP99: boolean;
+  busyRuns: number;
+}
+
+function engineBatchRun(label: string, r: EngineRunResult, host: QuietResult): BatchRun {
+  const b = r.batching;
+  return {
+    label,
+    inferencesPerSec: r.inferencesPerSec,
+    latencyMs: r.latencyMs,
+    eventLoopP99Ms: r.eventLoopDelayMs.p99,
+    ...(b ? { batching: { runs: b.runs, avgBatchSize: b.avgBatchSize, cap: b.cap } } : {}),
+    host,
+  };
+}
+
+/**
+ * MLP: single-sample requests. Baseline: the per-message loop a user writes (await session.run()
+ * on one sample, intra-op threads 1 and 2, the faster counts). Batched: the engine with adaptive
+ * dynamic batching (target p99 2 ms), single-sample tasks, every worker x thread split, in flight
+ * 'auto' (two full batches per worker) and one batch per worker; the best throughput among the runs
+ * that held p99 <= 2 ms counts (the best overall, marked, when none did). Target 3x (issue 4).
+ */
+async function mlpBatchCase(durationMs: number, rounds: number, log: (s: string) => void): Promise<BatchCaseResult> {
+  const model = await resolveModel('mlp');
+  const dims = resolveInputDims(model.info, 1);
+  const feeds = syntheticFeeds(model.info, dims);
+  const splits = candidateSplits(os.availableParallelism(), 1);
+  const baseline: BatchRun[] = [];
+  const batched: BatchRun[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const threads of RAW_THREADS) {
+      const host = await quietHost();
+      const r = await rawLoop(model.bytes, feeds, 1, threads, durationMs);
+      baseline.push({ label: `raw per-message loop, ${threads} intra-op thread(s)`, inferencesPerSec: r.inferencesPerSec, latencyMs: r.latencyMs, eventLoopP99Ms: r.eventLoopDelayMs.p99, host });
+      log(`mlp-batch round ${round}: raw per-message loop, ${threads} thread(s): ${int(r.inferencesPerSec)} msg/s, p99 ${ms(r.latencyMs.p99)} ms${busy(host)}`);
+    }
+    for (const split of splits) {
+      // Two full batches per worker ('auto'), and one: fewer in flight shortens the queue (p99).
+      for (const parallel of ['auto', split.workers * DEFAULT_BATCHING.maxBatchSize] as const) {
+        const host = await quietHost();
+        const r = await runEngineConfig(model, dims, { devices: 1, ...split, parallel, feedMode: 'copy', warmupMs: 1000, durationMs, batching: { adaptive: true, targetLatencyMs: 2 } });
+        if (r.completed === 0) throw new Error(`mlp-batch: the engine completed no task: ${r.errors.join('; ')}`);
+        const run = engineBatchRun(`engine ${split.workers}x${split.threads}, adaptive batching, ${r.config.parallel} in flight`, r, host);
+        batched.push(run);
+        log(`mlp-batch round ${round}: ${run.label}: ${int(r.inferencesPerSec)} msg/s, p99 ${ms(r.latencyMs.p99)} ms, avg batch ${run.batching?.avgBatchSize.toFixed(1)}${busy(host)}`);
+      }
+    }
+  }
+  return batchCaseResult('mlp-batch', '784-128-10 MLP, single-sample requests: adaptive batching vs per-message raw loop', 'raw per-message onnxruntime-node loop', 3, 2, baseline, batched);
+}
+
+/**
+ * CNN: the engine without batching (every split, in flight 'auto'; the best throughput is the
+ * baseline) against the engine with adaptive batching at a 20 ms p99 target (every split, in
+ * flight = the unbatched 'auto' count and twice it; the best throughput among the runs that held
+ * the target counts, or the best overall, marked, when none did). Target >= 1.0x at p99 <= 20 ms.
+ */
+async function cnnBatchCase(durationMs: number, rounds: number, log: (s: string) => void): Promise<BatchCaseResult> {
+  const model = await resolveModel('cnn');
+  const dims = resolveInputDims(model.info, 1);
+  const splits = candidateSplits(os.availableParallelism(), 1);
+  const targetP99 = 20;
+  const baseline: BatchRun[] = [];
+  const batched: BatchRun[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const split of splits) {
+      const base = { devices: 1, ...split, feedMode: 'copy' as const, warmupMs: 1000, durationMs };
+      let host = await quietHost();
+      const u = await runEngineConfig(model, dims, { ...base, parallel: 'auto' });
+      baseline.push(engineBatchRun(`engine ${split.workers}x${split.threads}, unbatched, ${u.config.parallel} in flight`, u, host));
+      log(`cnn-batch round ${round}: ${baseline.at(-1)!.label}: ${int(u.inferencesPerSec)} inf/s, p99 ${ms(u.latencyMs.p99)} ms${busy(host)}`);
+      for (const parallel of [u.config.parallel, 2 * u.config.parallel]) {
+        host = await quietHost();
+        const b = await runEngineConfig(model, dims, { ...base, parallel, batching: { adaptive: true, targetLatencyMs: targetP99, maxBatchSize: 8 } });
+        const run = engineBatchRun(`engine ${split.workers}x${split.threads}, adaptive batching, ${parallel} in flight`, b, host);
+        batched.push(run);
+        log(`cnn-batch round ${round}: ${run.label}: ${int(b.inferencesPerSec)} inf/s, p99 ${ms(b.latencyMs.p99)} ms, avg batch ${run.batching?.avgBatchSize.toFixed(2)}${busy(host)}`);
+      }
+    }
+  }
+  return batchCaseResult('cnn-batch', 'MobileNetV2-like CNN 224x224 fp32: adaptive batching (p99 target 20 ms) vs best unbatched', 'engine without batching, best configuration', 1.0, targetP99, baseline, batched);
+}
+
+function batchCaseResult(id: string, title: string, baselineTitle: string, targetRatio: number, targetP99Ms: number, baseline: BatchRun[], batched: BatchRun[]): BatchCaseResult {
+  const baseBest = best(baseline, (r) => r.inferencesPerSec);
+  const holding = batched.filter((r) => r.latencyMs.p99 <= targetP99Ms);
+  const batchedBest = best(holding.length ? holding : batched, (r) => r.inferencesPerSec);
+  const ratio = batchedBest.inferencesPerSec / baseBest.inferencesPerSec;
+  return {
+    id,
+    title,
+    baselineTitle,
+    targetRatio,
+    targetP99Ms,
+    baseline: { best: baseBest, runs: baseline },
+    batched: { best: batchedBest, runs: batched },
+    ratio,
+    meetsRatio: ratio >= targetRatio,
+    meetsP99: batchedBest.latencyMs.p99 <= targetP99Ms,
+    busyRuns: [...baseline, ...batched].filter((r) => r.host && !r.host.quiet).length,
+  };
+}
+
+function batchTable(results: BatchCaseResult[]): string {
+  const rows = results.map((c) => [
+    c.title,
+    `${c.baseline.best.label}: ${int(c.baseline.best.inferencesPerSec)}/s, p99 ${ms(c.baseline.best.latencyMs.p99)} ms`,
+    `${c.batched.best.label}: ${int(c.batched.best.inferencesPerSec)}/s, p99 ${ms(c.batched.best.latencyMs.p99)} ms, avg batch ${c.batched.best.batching?.avgBatchSize.toFixed(2) ?? '-'}`,
+    `${c.ratio.toFixed(2)}x (target >= ${c.targetRatio}x${c.meetsRatio ? ', met' : ', MISSED'})`,
+    `${ms(c.batched.best.latencyMs.p99)} (target <= ${c.targetP99Ms}${c.meetsP99 ? ', met' : ', MISSED'})`,
+  ]);
+  return markdownTable(['case', 'baseline (best)', 'batched (best holding the p99 target)', 'ratio', 'batched p99 ms'], rows);
+}
+
+const BATCH_CASES: Record<string, (durationMs: number, rounds: number, log: (s: string) => void) => Promise<BatchCaseResult>> = {
+  'mlp-batch': mlpBatchCase,
+  'cnn-batch': cnnBatchCase,
+};
+
 function gitCommit(): string | null {
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -230,14 +373,14 @@ async function main(): Promise<void> {
     .description('engine vs a hand-written onnxruntime-node loop, same model, same run')
     .option('--duration <s>', 'measured seconds per configuration and round', positive('--duration'), 3)
     .option('--rounds <n>', 'interleaved rounds; each configuration keeps its best', positive('--rounds'), 3)
-    .option('--cases <ids>', 'comma-separated subset of: mlp, cnn, cnn-int8', 'mlp,cnn,cnn-int8')
+    .option('--cases <ids>', 'comma-separated subset of: mlp, cnn, cnn-int8, mlp-batch, cnn-batch', 'mlp,cnn,cnn-int8,mlp-batch,cnn-batch')
     .option('--out <file>', 'results file', path.join(__dirname, '..', '..', 'bench', 'results', 'latest.json'))
     .parse(process.argv);
   const opts = program.opts<{ duration: number; rounds: number; cases: string; out: string }>();
   const wanted = opts.cases.split(',').map((s) => s.trim());
   const all = cases();
-  const unknown = wanted.filter((id) => !all.some((c) => c.id === id));
-  if (unknown.length) throw new Error(`unknown case ${unknown.join(', ')}; cases: ${all.map((c) => c.id).join(', ')}`);
+  const unknown = wanted.filter((id) => !all.some((c) => c.id === id) && !(id in BATCH_CASES));
+  if (unknown.length) throw new Error(`unknown case ${unknown.join(', ')}; cases: ${[...all.map((c) => c.id), ...Object.keys(BATCH_CASES)].join(', ')}`);
   const log = (s: string) => console.error(s);
   const host = hostInfo();
   log(`host: ${host.cpu}, ${host.cores} cores, Node ${host.node}, onnxruntime-node ${host.onnxruntime}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
@@ -246,6 +389,8 @@ async function main(): Promise<void> {
   for (const spec of all.filter((c) => wanted.includes(c.id))) {
     results.push(await runCase(spec, opts.duration * 1000, Math.round(opts.rounds), log));
   }
+  const batchResults: BatchCaseResult[] = [];
+  for (const id of wanted.filter((w) => w in BATCH_CASES)) batchResults.push(await BATCH_CASES[id](opts.duration * 1000, Math.round(opts.rounds), log));
   const report = {
     date: new Date().toISOString(),
     commit: gitCommit(),
@@ -260,10 +405,13 @@ async function main(): Promise<void> {
     rounds: opts.rounds,
     wallSeconds: (Date.now() - started) / 1000,
     cases: results,
+    batchingCases: batchResults,
   };
   await fs.mkdir(path.dirname(opts.out), { recursive: true });
   await fs.writeFile(opts.out, JSON.stringify(report, null, 2) + '\n');
-  console.log(summaryTable(results));
+  if (results.length) console.log(summaryTable(results));
+  if (batchResults.length) console.log((results.length ? '\n' : '') + batchTable(batchResults));
+  for (const c of batchResults) if (c.busyRuns) console.log(`\n${c.title}: ${c.busyRuns} run(s) started on a busy host`);
   for (const c of results) if (c.skipped) console.log(`\n${c.title}: skipped: ${c.skipped}`);
   for (const c of results) {
     if (c.bestOnBusyHost) console.log(`\n${c.title}: a best run started while other processes kept the cores busy; the ratio is suspect, run again on a quiet host`);

@@ -5,6 +5,8 @@
  */
 import * as os from 'os';
 import { CpuDevice, InferenceEngine, type Device, type Feeds, type GraphHandle } from '../engine';
+import type { EngineStats } from '../engine/pipeline/engine';
+import { DEFAULT_BATCHING, type BatchingOptions } from '../engine/pipeline/batcher';
 import { ensurePeak, readCachedPeak, peakKey, onnxruntimeVersion, PEAK_PRECISIONS, type PeakPrecision, type PeakResult } from '../engine/telemetry/peak';
 import { driveEngine, type Progress, type WindowResult, type EventLoopSummary } from './load';
 import { resolveInputDims, samplesPerTask, syntheticFeeds, type BenchModel } from './models';
@@ -43,12 +45,18 @@ export interface EngineRunConfig extends Split {
    * hand-off); 'pooled': a fresh engine.allocateTensor per task, filled by the caller.
    */
   feedMode: 'copy' | 'pooled';
+  /** The engine's dynamic batching for the graph (single-sample tasks coalesced into batched runs). */
+  batching?: BatchingOptions;
 }
+
+export type BatchingReport = EngineStats['graphs'][string]['batching'];
 
 export interface EngineRunResult extends WindowResult {
   config: { devices: number; workers: number; threads: number; parallel: number; feedMode: 'copy' | 'pooled' };
   /** Service time per task on a worker, from the engine's statistics (p50, ms). */
   inferMsP50: number;
+  /** What dynamic batching did in the measured window (runs, average batch, the controller's cap). */
+  batching?: BatchingReport;
 }
 
 export interface EngineRunHooks {
@@ -84,6 +92,15 @@ export function autoParallel(devices: Device[], inferMs: number): number {
   return total;
 }
 
+/**
+ * Outstanding single-sample tasks for 'auto' under dynamic batching: per executor one full batch
+ * running and one gathering, so the controller can reach any cap up to maxBatchSize. More only
+ * lengthens the queue (latency) once the cap is reached.
+ */
+export function autoBatchParallel(devices: Device[], maxBatchSize: number): number {
+  return devices.reduce((n, d) => n + d.parallelism * 2 * maxBatchSize, 0);
+}
+
 /** One engine configuration: fresh devices and engine, warm-up, timed window, closed again. */
 export async function runEngineConfig(model: BenchModel, dims: Record<string, number[]>, cfg: EngineRunConfig, hooks: EngineRunHooks = {}): Promise<EngineRunResult> {
   const ids = deviceIds(cfg.devices);
@@ -92,7 +109,12 @@ export async function runEngineConfig(model: BenchModel, dims: Record<string, nu
   try {
     await hooks.beforeLoad?.(engine, devices);
     const maxParallel = devices.reduce((n, d) => n + d.maxInFlight + d.parallelism, 0);
-    const handle = await engine.loadGraph(model.bytes, { name: model.name, queueCapacity: Math.max(1024, 2 * maxParallel) });
+    const batchParallel = cfg.batching ? autoBatchParallel(devices, cfg.batching.maxBatchSize ?? DEFAULT_BATCHING.maxBatchSize) : 0;
+    const handle = await engine.loadGraph(model.bytes, {
+      name: model.name,
+      queueCapacity: Math.max(1024, 2 * maxParallel, 2 * batchParallel),
+      ...(cfg.batching ? { batching: cfg.batching } : {}),
+    });
     const template = syntheticFeeds(model.info, dims);
     const feeds: () => Feeds =
       cfg.feedMode === 'copy'
@@ -111,6 +133,7 @@ export async function runEngineConfig(model: BenchModel, dims: Record<string, nu
     const onProgress = hooks.onProgress ? (p: Progress) => hooks.onProgress!(label, p) : undefined;
     let parallel = cfg.parallel;
     let warmupMs = cfg.warmupMs;
+    if (parallel === 'auto' && cfg.batching) parallel = batchParallel;
     if (parallel === 'auto') {
       const probeMs = Math.min(PROBE_MS, warmupMs);
       await driveEngine(engine, handle, { parallel: maxParallel, warmupMs: 0, durationMs: probeMs, samplesPerTask: samples, feeds, onProgress });
@@ -128,10 +151,12 @@ export async function runEngineConfig(model: BenchModel, dims: Record<string, nu
       onWarm: () => engine.resetStats(),
     });
     hooks.afterRun?.(engine, handle);
+    const batching = cfg.batching ? engine.getStats().graphs[handle.id]?.batching : undefined;
     return {
       ...window,
       config: { devices: cfg.devices, workers: cfg.workers, threads: cfg.threads, parallel, feedMode: cfg.feedMode },
       inferMsP50: serviceMs(engine),
+      ...(batching ? { batching } : {}),
     };
   } finally {
     await engine.close();
@@ -152,7 +177,11 @@ export interface BenchOptions {
   parallel: number | 'auto';
   durationS: number;
   warmupS: number;
-  batch: number;
+  /** Samples per task, or 'auto': single-sample tasks and the engine's adaptive dynamic batching. */
+  batch: number | 'auto';
+  /** With batch 'auto': the p99 latency the controller keeps (ms) and the largest batch. */
+  targetLatencyMs?: number;
+  maxBatchSize?: number;
   shapes: Record<string, number[]>;
   calibrate: boolean;
   onProgress?(label: string, p: Progress): void;
@@ -188,7 +217,9 @@ export interface BenchResult {
   completed: number;
   failed: number;
   errors: string[];
-  config: { device: 'cpu'; devices: number; workers: number; threads: number; split: 'auto' | 'fixed'; parallel: number; parallelMode: 'auto' | 'fixed'; batch: number; durationS: number; warmupS: number; feedMode: 'copy' };
+  config: { device: 'cpu'; devices: number; workers: number; threads: number; split: 'auto' | 'fixed'; parallel: number; parallelMode: 'auto' | 'fixed'; batch: number | 'auto'; durationS: number; warmupS: number; feedMode: 'copy' };
+  /** With --batch auto: what the engine's dynamic batching did in the measured window. */
+  batching?: BatchingReport;
   /** What each candidate split measured when --workers auto chose among them. */
   splits: Array<{ workers: number; threads: number; throughput: number; latencyP50Ms: number; parallel: number; chosen: boolean }>;
   host: { cpu: string; cores: number; node: string; onnxruntime: string; loadAverage1m: number };
@@ -200,9 +231,13 @@ function trialMs(durationS: number): number {
 }
 
 export async function runBench(model: BenchModel, opts: BenchOptions): Promise<BenchResult> {
-  const dims = resolveInputDims(model.info, opts.batch, opts.shapes);
+  const auto = opts.batch === 'auto';
+  const dims = resolveInputDims(model.info, auto ? 1 : (opts.batch as number), opts.shapes);
   const splits = candidateSplits(os.availableParallelism(), opts.devices, opts.workers, opts.threads);
-  const base = { devices: opts.devices, parallel: opts.parallel, feedMode: 'copy' as const };
+  const batching: BatchingOptions | undefined = auto
+    ? { adaptive: true, ...(opts.targetLatencyMs !== undefined ? { targetLatencyMs: opts.targetLatencyMs } : {}), ...(opts.maxBatchSize !== undefined ? { maxBatchSize: opts.maxBatchSize } : {}) }
+    : undefined;
+  const base = { devices: opts.devices, parallel: opts.parallel, feedMode: 'copy' as const, batching };
   const trials: BenchResult['splits'] = [];
   let chosen = splits[0];
   if (splits.length > 1) {
@@ -292,12 +327,13 @@ export async function runBench(model: BenchModel, opts: BenchOptions): Promise<B
       split: splits.length > 1 ? 'auto' : 'fixed',
       parallel: result.config.parallel,
       parallelMode: opts.parallel === 'auto' ? 'auto' : 'fixed',
-      batch: samplesPerTask(dims, model.info),
+      batch: auto ? 'auto' : samplesPerTask(dims, model.info),
       durationS: opts.durationS,
       warmupS: opts.warmupS,
       feedMode: 'copy',
     },
     splits: trials,
+    ...(result.batching ? { batching: result.batching } : {}),
     host: hostInfo(),
   };
 }

@@ -5,6 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { resolveModel, BUILTIN_MODELS } from './models';
 import { runBench, type BenchResult } from './bench';
+import { formatImageBench, runImageBench } from './image-bench';
 import { listDevices, type DevicesReport } from './devices';
 import { int, ms, pct, plural, tops, ProgressLine } from './format';
 import type { Progress } from './load';
@@ -26,6 +27,14 @@ function positiveNumber(name: string) {
   return (value: string): number => {
     const n = Number(value);
     if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number of seconds > 0, got '${value}'.`);
+    return n;
+  };
+}
+
+function positiveMs(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a number of milliseconds > 0, got '${value}'.`);
     return n;
   };
 }
@@ -109,6 +118,13 @@ function printPlan(p: ModelPlan): void {
   );
 }
 
+function batchLine(r: BenchResult): string {
+  const b = r.batching;
+  if (r.config.batch !== 'auto' || !b) return String(r.config.batch);
+  if (!b.enabled) return `auto: off (${b.reason ?? 'not batchable'}); every task ran alone`;
+  return `auto: dynamic batching, ${b.runs.toLocaleString('en-US')} runs of ${b.avgBatchSize.toFixed(1)} samples on average; cap now ${b.cap} of ${b.maxBatchSize}, wait ${ms(b.delayMs ?? 0)} ms, target p99 ${ms(b.targetLatencyMs ?? 0)} ms`;
+}
+
 function printBench(r: BenchResult): void {
   const c = r.config;
   const lines: string[] = [];
@@ -124,7 +140,7 @@ function printBench(r: BenchResult): void {
   const rows: Array<[string, string]> = [
     ['device', device],
     ['tasks in flight', `${c.parallel} (${c.parallelMode})`],
-    ['batch', String(c.batch)],
+    ['batch', batchLine(r)],
     ['throughput', `${int(r.throughput)} inferences/s (${r.completed.toLocaleString('en-US')} tasks in ${c.durationS} s)`],
     ['latency', `p50 ${ms(r.latencyMs.p50)}  p95 ${ms(r.latencyMs.p95)}  p99 ${ms(r.latencyMs.p99)}  max ${ms(r.latencyMs.max)} ms`],
     ['ops/inference', `${int(r.opsPerInference)}${r.model.opsCountComplete ? '' : ` (lower bound: no cost rule for ${r.model.unknownOps.join(', ')})`}`],
@@ -185,13 +201,33 @@ export function buildProgram(): Command {
     .option('--parallel <m>', "tasks kept in flight, or 'auto' (sized from the measured run time)", intOrAuto('--parallel'), 'auto')
     .option('--duration <s>', 'measured seconds', positiveNumber('--duration'), 10)
     .option('--warmup <s>', 'warm-up seconds before measuring', nonNegativeNumber('--warmup'), 1)
-    .option('--batch <n>', 'samples per task (the first input dim)', positiveInt('--batch'), 1)
+    .option('--batch <n>', "samples per task (the first input dim), or 'auto': single-sample tasks that the engine's adaptive dynamic batching coalesces", intOrAuto('--batch'), 1)
+    .option('--target-latency <ms>', "with --batch auto: the p99 latency (ms) the batching controller keeps (default 2)", positiveMs('--target-latency'))
+    .option('--max-batch <n>', 'with --batch auto: the largest batch (default 32)', positiveInt('--max-batch'))
+    .option('--images <source>', "run the whole JPEG-to-result pipeline on a folder of images, or 'generated' (1920x1080 JPEGs made here), against the CPU-work bound and a sequential loop")
+    .option('--image-count <n>', 'with --images generated: how many frames to make', positiveInt('--image-count'), 16)
+    .option('--preprocess-slots <n>', "with --images: decodes at once, or 'auto' (derived from cores and libuv's threadpool)", intOrAuto('--preprocess-slots'), 'auto')
     .option('--shape <input=dims>', 'dims of an input with symbolic dims (repeatable)', shapeOption)
     .option('--no-calibrate', 'do not measure the peak when it is not cached (utilization is then null)')
     .option('--json', 'print one JSON object')
-    .action(async (modelSpec: string, opts: { device: 'cpu' | 'sim-ncs2'; usb: '2' | '3'; report?: string; devices: number; workers: number | 'auto'; threads?: number; parallel: number | 'auto'; duration: number; warmup: number; batch: number; shape?: Record<string, number[]>; calibrate: boolean; json?: boolean }) => {
+    .action(async (modelSpec: string, opts: { device: 'cpu' | 'sim-ncs2'; usb: '2' | '3'; report?: string; devices: number; workers: number | 'auto'; threads?: number; parallel: number | 'auto'; duration: number; warmup: number; batch: number | 'auto'; targetLatency?: number; maxBatch?: number; shape?: Record<string, number[]>; calibrate: boolean; json?: boolean }) => {
       const model = await resolveModel(modelSpec);
+      const pipeline = opts as typeof opts & { images?: string; imageCount: number; preprocessSlots: number | 'auto' };
+      if (pipeline.images) {
+        const progress = new ProgressLine();
+        try {
+          const r = await runImageBench(model, { images: pipeline.images, count: pipeline.imageCount, durationS: opts.duration, warmupS: opts.warmup, parallel: opts.parallel, preprocessSlots: pipeline.preprocessSlots, onProgress: (line) => progress.update(line) });
+          progress.clear();
+          if (opts.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+          else console.log(formatImageBench(r));
+        } finally {
+          progress.clear();
+        }
+        return;
+      }
+      if (opts.batch !== 'auto' && (opts.targetLatency !== undefined || opts.maxBatch !== undefined)) throw new Error('--target-latency and --max-batch apply to --batch auto only');
       if (opts.device === 'sim-ncs2') {
+        if (opts.batch === 'auto') throw new Error('--batch auto is for --device cpu; simulated sticks take a fixed --batch N');
         const parallel = opts.parallel === 'auto' ? undefined : opts.parallel;
         const r = await runSimBench(model, { sticks: opts.devices, usb: Number(opts.usb) as 2 | 3, parallel, durationS: opts.duration, warmupS: opts.warmup, batch: opts.batch, shapes: opts.shape ?? {} });
         if (opts.json) process.stdout.write(JSON.stringify(r, null, 2) + '\n');
@@ -208,6 +244,8 @@ export function buildProgram(): Command {
           durationS: opts.duration,
           warmupS: opts.warmup,
           batch: opts.batch,
+          targetLatencyMs: opts.targetLatency,
+          maxBatchSize: opts.maxBatch,
           shapes: opts.shape ?? {},
           calibrate: opts.calibrate,
           onProgress: progress.onProgress,
