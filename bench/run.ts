@@ -20,7 +20,7 @@ import * as ort from 'onnxruntime-node';
 import * as engineApi from '../src/engine';
 import { candidateSplits, hostInfo, runEngineConfig, type EngineRunResult } from '../src/cli/bench';
 import { EventLoopProbe, waitForQuietHost, type EventLoopSummary, type QuietResult } from '../src/cli/load';
-import { resolveInputDims, resolveModel, samplesPerTask, syntheticFeeds, type BenchModel } from '../src/cli/models';
+import { int8Cnn as quantizedCnn, resolveInputDims, resolveModel, samplesPerTask, syntheticFeeds, type BenchModel } from '../src/cli/models';
 import { markdownTable, int, ms } from '../src/cli/format';
 import { LatencyHistogram, type LatencySummary } from '../src/engine/telemetry/stats';
 
@@ -121,11 +121,7 @@ async function rawLoop(bytes: Uint8Array, feeds: engineApi.Feeds, samplesPerRun:
 async function int8Cnn(fp32: BenchModel): Promise<BenchModel> {
   const file = process.env.NCS2_BENCH_INT8_MODEL;
   if (file) return resolveModel(file);
-  const dims = resolveInputDims(fp32.info, 1);
-  const input = fp32.info.inputs[0];
-  const calibration = Array.from({ length: 8 }, () => syntheticFeeds(fp32.info, dims)[input.name].data as Float32Array);
-  const { bytes } = await engineApi.optimizeModel(fp32.bytes, { precision: 'int8', calibration });
-  return { name: 'cnn-int8', description: 'MobileNetV2-like CNN 224x224, int8 QDQ made by ncs2 optimize (generated weights)', source: 'built-in', bytes, info: engineApi.readModelInfo(bytes) };
+  return quantizedCnn(fp32);
 }
 
 function cases(): CaseSpec[] {

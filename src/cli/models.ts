@@ -4,7 +4,7 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { buildMlp, buildMobileNetLike, readModelInfo, ModelFormatError, ModelLoadError, type ModelInfo, type Feeds, type TypedArray } from '../engine';
+import { buildMlp, buildMobileNetLike, optimizeModel, readModelInfo, ModelFormatError, ModelLoadError, type ModelInfo, type Feeds, type TypedArray } from '../engine';
 
 export interface BenchModel {
   /** Short name for tables ('mlp', 'cnn' or the file name). */
@@ -27,8 +27,25 @@ export const BUILTIN_MODELS: Record<string, { description: string; build(): Uint
   },
 };
 
+/** Built in but made at run time (quantizing takes a few seconds): the CNN in int8. */
+export const INT8_CNN = 'cnn-int8';
+
+/**
+ * The built-in CNN quantized by the engine's optimizer (QDQ, per-channel weights, minmax
+ * calibration on 8 synthetic inputs): a speed case with generated weights, not an accuracy claim.
+ */
+export async function int8Cnn(fp32?: BenchModel): Promise<BenchModel> {
+  const source = fp32 ?? (await resolveModel('cnn'));
+  const dims = resolveInputDims(source.info, 1);
+  const input = source.info.inputs[0];
+  const calibration = Array.from({ length: 8 }, () => syntheticFeeds(source.info, dims)[input.name].data as Float32Array);
+  const { bytes } = await optimizeModel(source.bytes, { precision: 'int8', calibration });
+  return { name: INT8_CNN, description: 'MobileNetV2-like CNN 224x224, int8 QDQ made by ncs2 optimize (generated weights)', source: 'built-in', bytes, info: readModelInfo(bytes) };
+}
+
 /** A built-in name or a path to an .onnx file; errors say which of the two was expected. */
 export async function resolveModel(spec: string): Promise<BenchModel> {
+  if (spec === INT8_CNN) return int8Cnn();
   const builtin = BUILTIN_MODELS[spec];
   if (builtin) {
     const bytes = builtin.build();
@@ -40,7 +57,7 @@ export async function resolveModel(spec: string): Promise<BenchModel> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
-    throw new ModelLoadError(`cannot read model '${spec}': ${why}; expected a path to an .onnx file or one of the built-in models: ${Object.keys(BUILTIN_MODELS).join(', ')}`);
+    throw new ModelLoadError(`cannot read model '${spec}': ${why}; expected a path to an .onnx file or one of the built-in models: ${[...Object.keys(BUILTIN_MODELS), INT8_CNN].join(', ')}`);
   }
   let info: ModelInfo;
   try {
