@@ -25,6 +25,7 @@ export = function register(RED: NodeAPI): void {
     const controller = new InferController({
       graph,
       backpressure: settings instanceof Error ? undefined : settings.backpressure,
+      extras: settings instanceof Error ? undefined : settings.extras,
       // A batch message from ncs2-batch comes out as one message per item, each with its own properties.
       split: def.split === true || def.split === 'true',
       // node.error(err, msg) is what done(err) does for the input message: Catch nodes get the item's own message.

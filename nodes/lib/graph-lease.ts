@@ -2,6 +2,8 @@ import type { GraphHandle, InferenceEngine, QueuePolicy } from '../../src/engine
 import { ConfigError } from '../../src/engine/io/errors';
 import { resolveImageSpec, type ImageSpec } from '../../src/engine/io/preprocess';
 import { checkClassificationOutput, loadLabels } from '../../src/engine/io/postprocess';
+import { checkDetectionOutputs } from '../../src/engine/io/detection';
+import { checkCharset, loadCharset, resolveDbOptions } from '../../src/engine/io/ocr';
 import type { InferenceSetup, OutputPreset } from '../../src/engine/io/infer';
 import type { DeviceLease } from './device-lease';
 import type { GraphSettings, OptimizeOnLoad } from './settings';
@@ -124,7 +126,8 @@ export class GraphLease {
     if (this.device instanceof Error) throw this.device;
     const device = this.device;
     // Labels first: a missing file should fail before anything is taken from the engine.
-    const labels = s.preset === 'classification' && s.labelsPath ? await loadLabels(s.labelsPath) : undefined;
+    const labels = (s.preset === 'classification' || s.preset === 'detection') && s.labelsPath ? await loadLabels(s.labelsPath) : undefined;
+    const charset = s.preset === 'text-recognition' && s.charsetPath ? await loadCharset(s.charsetPath, { spaceChar: s.spaceChar }) : undefined;
     const engine = this.getEngine();
     hold.engine = engine;
     hold.deviceToken = {};
@@ -137,7 +140,9 @@ export class GraphLease {
     const info = hold.handle.info;
 
     let output: OutputPreset;
-    if (s.preset === 'classification') {
+    if (s.preset === 'detection' || s.preset === 'text-detection' || s.preset === 'text-recognition') {
+      output = presetOutput(s, info.outputs, labels, charset, (m) => this.log.warn(m));
+    } else if (s.preset === 'classification') {
       const outputName = checkClassificationOutput(info.outputs, s.outputName);
       const classes = classCount(info.outputs.find((o) => o.name === outputName)!.dims);
       if (labels && classes !== undefined && labels.length !== classes) {
@@ -182,6 +187,36 @@ export class GraphLease {
     if (hold.handle && hold.engine) await hold.engine.releaseGraph(hold.handle, { free: removed });
     if (hold.deviceToken && !(this.device instanceof Error)) await this.device.deregister(hold.deviceToken, removed);
   }
+}
+
+type OutputInfo = LoadedGraph['setup']['handle']['info']['outputs'];
+
+/**
+ * The detection and OCR presets, checked against the model's outputs now so that a wrong preset
+ * shows on the config node when the graph loads instead of failing every message.
+ */
+function presetOutput(s: GraphSettings, outputs: OutputInfo, labels: string[] | undefined, charset: string[] | undefined, warn: (m: string) => void): OutputPreset {
+  if (s.preset === 'detection') {
+    const d = s.detection!;
+    const options = { layout: d.layout, scoreThreshold: d.scoreThreshold, iouThreshold: d.iouThreshold, maxDetections: d.maxDetections, labels, classFilter: d.classFilter, yoloVariant: d.yoloVariant, boxOrder: d.boxOrder, coordinates: d.coordinates, outputs: s.outputName ? { boxes: s.outputName } : undefined };
+    const check = checkDetectionOutputs(outputs, options);
+    if (check.warning) warn(check.warning);
+    return { kind: 'detection', ...options };
+  }
+  if (s.preset === 'text-detection') {
+    const db = { ...resolveDbOptions(s.textDetection), outputName: s.outputName };
+    const out = s.outputName ? outputs.find((o) => o.name === s.outputName) : outputs[0];
+    if (!out || !(out.dims.length === 3 || (out.dims.length === 4 && out.dims[1] === 1))) {
+      throw new ConfigError(`text detection expects a probability map [N, 1, H, W]; the model's outputs are ${outputs.map((o) => `'${o.name}' [${o.dims.join(', ')}]`).join(', ')}`);
+    }
+    return { kind: 'text-detection', ...db };
+  }
+  const out = s.outputName ? outputs.find((o) => o.name === s.outputName) : outputs[0];
+  if (!out || out.dims.length !== 3) {
+    throw new ConfigError(`text recognition expects scores [N, T, classes]; the model's outputs are ${outputs.map((o) => `'${o.name}' [${o.dims.join(', ')}]`).join(', ')}`);
+  }
+  checkCharset(charset!, out.dims[2], out.name);
+  return { kind: 'text-recognition', charset: charset!, outputName: out.name };
 }
 
 /** Classes per row of a [N, classes, ...] output, when fixed. */

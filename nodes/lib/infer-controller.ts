@@ -1,6 +1,6 @@
 import { performance } from 'perf_hooks';
 import { QueueFullError } from '../../src/engine/errors';
-import { runInference } from '../../src/engine/io/infer';
+import { runInference, type InferenceOutcome } from '../../src/engine/io/infer';
 import type { GraphLease, GraphState, GraphUser, LoadedGraph } from './graph-lease';
 import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red';
 import { StatusMeter, type StatusWords } from './status-meter';
@@ -8,6 +8,7 @@ import { WaitingQueue } from './waiting-queue';
 import { readBatch, type BatchItem } from './batch-message';
 import type { InferMessageCounts } from './infer-counters';
 import type { QueuePolicy } from '../../src/engine/pipeline/engine';
+import { applyResultExtras, type ResultExtras } from './result-extras';
 
 interface Pending {
   msg: NodeMessage;
@@ -33,12 +34,18 @@ export interface InferControllerOptions {
    * the node; beyond that the policy applies. Absent: only the device config's queue bounds it.
    */
   backpressure?: Backpressure;
+  /** Annotated image and/or crops of the result's boxes (detection presets; not with split). */
+  extras?: ResultExtras;
 }
 
 export interface Backpressure {
   policy: QueuePolicy;
   maxInFlight: number;
   maxWaiting: number;
+}
+
+function emptyOutcome(waitedMs: number, arrivedAt: number): InferenceOutcome {
+  return { payload: [], inference: { device: '', queueMs: waitedMs, inferMs: 0, totalMs: performance.now() - arrivedAt, batchSize: 0 } };
 }
 
 /** A message the queue policy dropped (drop-oldest/drop-newest), as opposed to one that failed. */
@@ -200,9 +207,13 @@ export class InferController implements GraphUser {
     if (batch) return this.completeSplit(graph, p, batch);
     try {
       const waitedMs = performance.now() - p.arrivedAt;
-      const outcome = await runInference(graph.engine, graph.setup, p.msg.payload, p.arrivedAt, waitedMs);
+      const input = p.msg.payload;
+      // No regions from a first stage: an empty result, so the flow still hears about it.
+      const empty = Array.isArray(input) && input.length === 0;
+      const outcome = empty ? emptyOutcome(waitedMs, p.arrivedAt) : await runInference(graph.engine, graph.setup, input, p.arrivedAt, waitedMs);
       p.msg.payload = outcome.payload;
       p.msg.inference = outcome.inference;
+      if (this.options.extras && !empty) await applyResultExtras(this.options.extras, p.msg, input);
       this.meter.completed();
       p.send(p.msg);
       this.answer(p);

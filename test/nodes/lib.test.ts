@@ -138,7 +138,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       assert.equal(other.labelsPath, undefined, 'no default labels for another model');
       assert.throws(() => parseGraphSettings({ scale: 'big' }, undefined), /scale must be a number \(or a fraction like 1\/255\)/);
       assert.throws(() => parseGraphSettings({ channels: '2' }, undefined), /channels must be 1, 3 or auto/);
-      assert.throws(() => parseGraphSettings({ preset: 'detection' }, undefined), /postprocess preset must be one of classification, raw/);
+      assert.throws(() => parseGraphSettings({ preset: 'segmentation' }, undefined), /postprocess preset must be one of classification, raw, detection, text-detection, text-recognition, got "segmentation"/);
     });
 
     it('resolves relative paths in the user directory first, then in the package', function () {

