@@ -6,6 +6,7 @@
  * decide the result. Writes bench/results/pipeline.json.
  */
 import { promises as fs } from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
 import { Command, InvalidArgumentError } from 'commander';
@@ -19,6 +20,9 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
+  // sharp's pipelines run on libuv's threadpool (4 threads unless set): on a host with more cores
+  // the decode slots would stop at 4. The pool is sized on its first use, which has not happened yet.
+  process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, os.availableParallelism()));
   const opts = new Command()
     .name('bench:pipeline')
     .description('JPEG-to-result pipeline vs the CPU-work bound and a sequential loop, same run')
