@@ -1,5 +1,5 @@
 import { strict as assert } from 'assert';
-import { Stage, chooseStageConcurrency, findBottleneck, uvThreadpoolSize, STAGES, type StageStats, type StageName } from '../../src/engine/pipeline/stages';
+import { Stage, chooseStageConcurrency, findBottleneck, tuneStageConcurrency, uvThreadpoolSize, STAGES, TUNE_MIN_SAMPLES, type StageStats, type StageName } from '../../src/engine/pipeline/stages';
 import { InferenceEngine } from '../../src/engine/pipeline/engine';
 import { QueueFullError } from '../../src/engine/errors';
 import { buildMlp } from '../../src/engine/graph/builder';
@@ -118,6 +118,23 @@ describe('pipeline stages', function () {
     assert.equal(uvThreadpoolSize({ UV_THREADPOOL_SIZE: 'x' }), 4);
   });
 
+  it('measured tuning: slots = devices rate x decode time (Little), +25%, within the host cap', function () {
+    const base = chooseStageConcurrency(8, 8, 8, 1); // cap 8
+    // a big model: the devices take 40/s, a decode takes 11 ms -> 0.44 in flight: one slot does
+    const slow = tuneStageConcurrency(base, 40, 11);
+    assert.equal(slow.preprocess, 1);
+    assert.ok(Math.abs(slow.measured!.needed - 0.44) < 1e-9);
+    assert.match(slow.reason, /^1 decode at once: the devices take 40\.0 requests\/s and a decode takes 11\.0 ms \(p50\), so 0\.44 in flight feed them/);
+    // 400/s x 11 ms = 4.4 -> ceil(5.5) = 6
+    assert.equal(tuneStageConcurrency(base, 400, 11).preprocess, 6);
+    // fast devices: the need exceeds the cap, which says what it is
+    const capped = tuneStageConcurrency(base, 2000, 11);
+    assert.equal(capped.preprocess, 8);
+    assert.match(capped.reason, /capped by the 8 cores/);
+    // nothing measured: unchanged
+    assert.equal(tuneStageConcurrency(base, 0, 11), base);
+  });
+
   describe('in the engine', function () {
     let engine: InferenceEngine;
     afterEach(async function () {
@@ -169,6 +186,35 @@ describe('pipeline stages', function () {
       assert.equal(d.transfer.bytesInPerSample, 16);
       assert.equal(d.transfer.bytesOutPerSample, 4);
       assert.equal(d.transfer.bandwidthUtilization, null);
+    });
+
+    it('tunes the preprocess slots from measured stage times once both have samples, unless set by hand', async function () {
+      const device = new FakeDevice({ id: 'big-model', serviceMs: 50, parallelism: 1, maxInFlight: 2 });
+      engine = new InferenceEngine({ devices: [device] });
+      const g = await engine.loadGraph(buildMlp({ inputSize: 4, hidden: [], outputSize: 2 }));
+      const before = engine.getStats().pipeline.concurrency;
+      assert.equal(before.preprocess, before.cap);
+      engine.tuneStages();
+      assert.equal(engine.getStats().pipeline.concurrency.measured, undefined, 'no samples yet: nothing changes');
+      const feeds = () => ({ input: { type: 'float32' as const, dims: [1, 4], data: new Float32Array(4) } });
+      await Promise.all(
+        Array.from({ length: TUNE_MIN_SAMPLES }, async () => {
+          const f = await engine.preprocess(async () => {
+            await sleep(5);
+            return feeds();
+          });
+          await engine.submit(g, f);
+        }),
+      );
+      engine.tuneStages();
+      const c = engine.getStats().pipeline.concurrency;
+      // the device takes 1000 / 50 = 20/s; a decode holds ~5 ms: 0.1 in flight -> 1 slot
+      assert.equal(c.preprocess, 1);
+      assert.ok(c.measured && Math.abs(c.measured.inferPerSec - 20) < 1, JSON.stringify(c.measured));
+      assert.equal(engine.getStats().pipeline.stages.preprocess.concurrency, 1);
+      engine.setStageConcurrency('preprocess', 3);
+      engine.tuneStages();
+      assert.equal(engine.getStats().pipeline.concurrency.preprocess, 3, 'set by hand: not tuned');
     });
 
     it('queue depths per stage are live: preprocess waiting and inference queued show while requests are held', async function () {

@@ -15,7 +15,7 @@ import { DeviceStats, type DeviceStatsSnapshot } from '../telemetry/device-stats
 import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../telemetry/stats';
 import { BatchController, DEFAULT_BATCHING, concatFeeds, shapeKey, splitOutputs, unbatchableReason, type BatchingOptions } from './batcher';
 import { DEFAULT_THERMAL_LIMITS, ThermalPolicy, type ThermalDecision, type ThermalLimits } from './thermal-policy';
-import { STAGES, Stage, chooseStageConcurrency, findBottleneck, type Bottleneck, type ConcurrencyChoice, type StageName, type StageStats } from './stages';
+import { STAGES, Stage, TUNE_MIN_SAMPLES, chooseStageConcurrency, findBottleneck, tuneStageConcurrency, type Bottleneck, type ConcurrencyChoice, type StageName, type StageStats } from './stages';
 
 export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
 
@@ -270,7 +270,10 @@ export class InferenceEngine extends EventEmitter {
     };
     for (const d of options.devices ?? []) this.addDevice(d);
     this.eventLoop.start();
-    this.thermalTimer = setInterval(() => this.checkThermal(), options.thermalIntervalMs ?? 500);
+    this.thermalTimer = setInterval(() => {
+      this.checkThermal();
+      this.tuneStages();
+    }, options.thermalIntervalMs ?? 500);
     this.thermalTimer.unref();
   }
 
@@ -323,6 +326,23 @@ export class InferenceEngine extends EventEmitter {
       threads += (Number.isFinite(w) ? w : 1) * (Number.isFinite(t) ? t : 1);
     }
     this.concurrency = chooseStageConcurrency(threads);
+    this.stages.preprocess.setConcurrency(this.concurrency.preprocess);
+  }
+
+  /**
+   * Re-sizes the preprocess slots from measured stage times (see tuneStageConcurrency), within the
+   * host's cap; runs on the engine's periodic tick, and does nothing until both the preprocess and
+   * the infer stage have TUNE_MIN_SAMPLES samples, or when the slots were set by hand.
+   */
+  tuneStages(): void {
+    if (this.concurrency.fixed) return;
+    const pre = this.stages.preprocess.snapshot();
+    const infer = this.stages.infer.snapshot();
+    if (pre.serviceMs.count < TUNE_MIN_SAMPLES || infer.serviceMs.count < TUNE_MIN_SAMPLES || infer.serviceMs.p50 <= 0) return;
+    let executors = 0;
+    for (const d of this.devices.values()) executors += d.parallelism;
+    if (executors === 0) return;
+    this.concurrency = tuneStageConcurrency(this.concurrency, (executors * 1000) / infer.serviceMs.p50, pre.serviceMs.p50);
     this.stages.preprocess.setConcurrency(this.concurrency.preprocess);
   }
 

@@ -210,6 +210,11 @@ export interface ConcurrencyChoice {
   inferenceThreads: number;
   /** Set by setStageConcurrency (for example from a benchmark's measurement) instead of derived. */
   fixed: boolean;
+  /** The most preprocess slots the host allows: min(libuv threadpool, cores), and which of the two it is. */
+  cap: number;
+  capReason: string;
+  /** What the last tuning measured (absent until both stages have enough samples). */
+  measured?: { inferPerSec: number; preprocessMs: number; needed: number };
   reason: string;
 }
 
@@ -230,7 +235,8 @@ function sharpConcurrency(): number | null {
 }
 
 /**
- * Preprocess slots = min(libuv threadpool, cores), never below 1. Why:
+ * The host's cap on preprocess slots, and the starting value: min(libuv threadpool, cores), never
+ * below 1 (tuneStageConcurrency lowers it once stage times are measured, when fewer suffice). Why:
  * - every sharp pipeline runs on a libuv threadpool thread, and JPEG entropy decoding is serial,
  *   so one image in decode keeps about one core busy (sharp.concurrency()'s extra libvips threads
  *   help only the resize);
@@ -251,6 +257,33 @@ export function chooseStageConcurrency(inferenceThreads: number, cores = os.avai
     uvThreadpoolSize: uvPool,
     inferenceThreads,
     fixed: false,
+    cap: preprocess,
+    capReason: limit,
     reason: `${preprocess} decodes at once: limited by ${limit}; ${inferenceThreads} inference thread${inferenceThreads === 1 ? '' : 's'} share the cores at lower priority; postprocess runs on the main thread`,
+  };
+}
+
+/** Samples each stage needs before its measured times steer the slots. */
+export const TUNE_MIN_SAMPLES = 20;
+/** Headroom over the measured need, so a decode slower than the median does not starve the devices. */
+const TUNE_HEADROOM = 1.25;
+
+/**
+ * Preprocess slots from measurement (Little's law): the devices take `inferPerSec` requests
+ * (executors / infer p50), a decode holds its slot `preprocessMs` (p50), so
+ * inferPerSec x preprocessMs / 1000 decodes in flight keep them fed; with headroom, never above the
+ * host's cap. Slow inference (a big model, a stick) then gets fewer decodes at once: no loss of
+ * throughput, less memory held in decoded frames, less CPU taken from the workers' hand-offs.
+ */
+export function tuneStageConcurrency(base: ConcurrencyChoice, inferPerSec: number, preprocessMs: number): ConcurrencyChoice {
+  if (!(inferPerSec > 0) || !(preprocessMs > 0)) return base;
+  const needed = (inferPerSec * preprocessMs) / 1000;
+  const preprocess = Math.max(1, Math.min(base.cap, Math.ceil(needed * TUNE_HEADROOM)));
+  const capped = preprocess === base.cap && Math.ceil(needed * TUNE_HEADROOM) > base.cap;
+  return {
+    ...base,
+    preprocess,
+    measured: { inferPerSec, preprocessMs, needed },
+    reason: `${preprocess} decode${preprocess === 1 ? '' : 's'} at once: the devices take ${inferPerSec.toFixed(1)} requests/s and a decode takes ${preprocessMs.toFixed(1)} ms (p50), so ${needed.toFixed(2)} in flight feed them (+${Math.round((TUNE_HEADROOM - 1) * 100)}%)${capped ? `; capped by ${base.capReason}` : ''}; postprocess runs on the main thread`,
   };
 }
