@@ -898,7 +898,7 @@ export class InferenceEngine extends EventEmitter {
         this.recordService(`${device.id}|${g.id}`, loadKey, result.inferMs);
         stats.onRun(result.inferMs, samples, g.ops.total, g.loaded.get(device.id)?.precision ?? g.info.precision);
         let tensorBytesOut = 0;
-        for (const t of Object.values(result.outputs)) tensorBytesOut += t.data.byteLength;
+        for (const name in result.outputs) tensorBytesOut += result.outputs[name].data.byteLength;
         stats.onTransfer(result, samples, tensorBytesIn, tensorBytesOut);
         this.stages.infer.record(result.inferMs, waitMs);
         if (result.transfer) {
