@@ -54,9 +54,14 @@ describe('io/annotate and io/crop', function () {
     it('draws on upright pixels for an EXIF-rotated JPEG (boxes are in upright coordinates)', async function () {
       // Stored 80x40 with orientation 6 (90 degrees clockwise): upright it is 40x80.
       const jpeg = await sharp({ create: { width: 80, height: 40, channels: 3, background: { r: 0, g: 0, b: 0 } } }).withMetadata({ orientation: 6 }).jpeg().toBuffer();
-      const out = await annotateImage(jpeg, [{ box: { x: 5, y: 5, w: 20, h: 60 } }]);
+      const out = await annotateImage(jpeg, [{ box: { x: 5, y: 5, w: 20, h: 60 } }], { lineWidth: 2 });
       const meta = await sharp(out).metadata();
       assert.deepEqual([meta.width, meta.height], [40, 80]);
+      // The box's left edge at x = 5 runs down the upright image (rows 5..65), not along the stored one.
+      const { data } = await sharp(out).raw().toBuffer({ resolveWithObject: true });
+      const bright = (x: number, y: number) => data[(y * 40 + x) * 3] + data[(y * 40 + x) * 3 + 1] + data[(y * 40 + x) * 3 + 2] > 150;
+      assert.ok(bright(5, 60) && bright(5, 30), 'left edge drawn in upright coordinates');
+      assert.ok(!bright(35, 75), 'outside the box untouched');
     });
   });
 

@@ -2,9 +2,9 @@
  * Annotated images for dashboards: boxes and labels drawn over the input image as one SVG overlay
  * that sharp composites in its own threads, encoded as JPEG. The input Buffer is only read.
  */
-import sharp from 'sharp';
+import sharp, { type Metadata } from 'sharp';
 import { InputError } from '../errors';
-import { sharpSource, type ImageSource } from './preprocess';
+import { isRawImage, sharpSource, type ImageSource } from './preprocess';
 
 /** Anything with a box in source-image pixels: detections, text boxes, crops. */
 export interface Annotation {
@@ -66,10 +66,25 @@ export function annotationSvg(width: number, height: number, items: ReadonlyArra
 export async function annotateImage(image: ImageSource, items: ReadonlyArray<Annotation>, options: AnnotateOptions = {}): Promise<Buffer> {
   const quality = options.quality ?? 80;
   if (!Number.isInteger(quality) || quality < 1 || quality > 100) throw new InputError(`JPEG quality must be an integer 1..100, got ${JSON.stringify(options.quality)}`);
-  // Upright and flattened first, so the overlay's size is the size the boxes refer to.
-  const { data, info } = await sharpSource(image).rotate().removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  const svg = annotationSvg(info.width, info.height, items, options);
-  return sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } })
+  // The overlay has the upright size (what the boxes refer to), read from the header; sharp then
+  // decodes, turns upright, composites and encodes in one pipeline (the composite follows the rotation).
+  let width: number;
+  let height: number;
+  if (isRawImage(image)) {
+    ({ width, height } = image);
+  } else {
+    let meta: Metadata;
+    try {
+      meta = await sharp(image).metadata();
+    } catch (err) {
+      throw new InputError(`cannot annotate: the input image cannot be decoded: ${(err as Error).message.split('\n')[0]}`);
+    }
+    width = meta.autoOrient?.width ?? meta.width ?? 0;
+    height = meta.autoOrient?.height ?? meta.height ?? 0;
+  }
+  const svg = annotationSvg(width, height, items, options);
+  return sharpSource(image)
+    .rotate()
     .composite([{ input: Buffer.from(svg), top: 0, left: 0 }])
     .jpeg({ quality })
     .toBuffer();

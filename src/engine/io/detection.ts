@@ -196,17 +196,25 @@ function yoloCandidates(t: TensorData, name: string, row: number, o: DetectionOp
   const stride = attributesFirst ? boxes : 1;
   const out: Candidate[] = [];
   const first = objectness ? 5 : 4;
+  // Attributes first: the best class per box in class-major passes over contiguous rows (a
+  // box-major walk would stride by `boxes` and miss the cache on every read).
+  const bestOf = attributesFirst ? bestClassPerBox(data, base, boxes, first, attributes) : undefined;
   for (let i = 0; i < boxes; i++) {
     const at = attributesFirst ? base + i : base + i * attributes;
     const obj = objectness ? data[at + 4 * stride] : 1;
     if (obj < threshold) continue; // score = obj x class score <= obj
     let best = -1;
     let bestScore = -Infinity;
-    for (let k = first; k < attributes; k++) {
-      const v = data[at + k * stride];
-      if (v > bestScore) {
-        bestScore = v;
-        best = k - first;
+    if (bestOf) {
+      best = bestOf.index[i];
+      bestScore = bestOf.score[i];
+    } else {
+      for (let k = first; k < attributes; k++) {
+        const v = data[at + k * stride];
+        if (v > bestScore) {
+          bestScore = v;
+          best = k - first;
+        }
       }
     }
     const score = obj * bestScore;
@@ -218,6 +226,24 @@ function yoloCandidates(t: TensorData, name: string, row: number, o: DetectionOp
     out.push({ x1: cx - w / 2, y1: cy - h / 2, x2: cx + w / 2, y2: cy + h / 2, cls: best, score, order: i });
   }
   return out;
+}
+
+/** Per box of an attributes-first [attributes][boxes] block: the best class (first on ties) and its score. */
+function bestClassPerBox(data: Numbers, base: number, boxes: number, first: number, attributes: number): { index: Int32Array; score: Float32Array } {
+  const index = new Int32Array(boxes);
+  const score = new Float32Array(boxes).fill(-Infinity);
+  for (let k = first; k < attributes; k++) {
+    const rowStart = base + k * boxes;
+    const cls = k - first;
+    for (let i = 0; i < boxes; i++) {
+      const v = data[rowStart + i];
+      if (v > score[i]) {
+        score[i] = v;
+        index[i] = cls;
+      }
+    }
+  }
+  return { index, score };
 }
 
 // ------------------------------------------------------------------ SSD
