@@ -265,6 +265,7 @@ function summary(r: OverloadResult): string {
     `sustainable      ${r.sustainablePerSec.toFixed(0)} msg/s (closed loop)`,
     `offered          ${r.offeredPerSec.toFixed(0)} msg/s for ${r.options.durationS} s (${(r.offeredPerSec / r.sustainablePerSec).toFixed(2)}x; target ${r.options.overload}x)`,
     `sent             ${r.sent}`,
+    `offered/answered ${(r.offeredPerSec / r.answeredPerSec).toFixed(2)}x (offered rate over the rate answered during the run itself)`,
     `answered         ${r.answered} (${r.answeredPerSec.toFixed(0)}/s, latency p50 ${r.latencyMs.p50.toFixed(2)} ms, p99 ${r.latencyMs.p99.toFixed(2)} ms)`,
     `dropped          ${r.dropped} (counted by the node: ${r.nodeCounts.dropped})`,
     `rejected         ${r.rejected} (with an error; counted by the node: ${r.nodeCounts.rejected})`,
