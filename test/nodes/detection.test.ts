@@ -1,5 +1,6 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import sharp from 'sharp';
 import type { Detection } from '../../src/engine/io/detection';
@@ -7,6 +8,7 @@ import type { Classification } from '../../src/engine/io/postprocess';
 import type { RawImage } from '../../src/engine/io/preprocess';
 import type { TextResult } from '../../src/engine/io/ocr';
 import type { RegionItem } from '../../nodes/lib/result-extras';
+import { DataType, encodeModel, makeFloatTensor, makeModel, makeNode, makeValueInfo } from '../../src/engine/graph/onnx';
 import { parseGraphSettings, parseInferSettings } from '../../nodes/lib/settings';
 import { NCS2_NODES, ROOT, TAB, buildFlow, collect, graphLease, helper, node, waitFor, useNodeRedServer } from './support';
 
@@ -111,6 +113,51 @@ describe('ncs2-graph detection and OCR presets, ncs2-infer annotate and crop reg
     // The classifier reads the same digit the detector named.
     const agree = classes.filter((c, i) => c.label === regions[i].label).length;
     assert.ok(agree >= regions.length - 1, `classifier agrees on ${agree} of ${regions.length}: ${classes.map((c) => c.label)} vs ${regions.map((r) => r.label)}`);
+  });
+
+  it('SSD layout: a model with TensorFlow-style outputs (boxes, classes, scores, count) gives boxes in source pixels', async function () {
+    // Outputs fixed by the graph (constant + 0 x mean(image), so they depend on the input): two
+    // detections of three, the count says two; boxes y1, x1, y2, x2 normalized.
+    const constant = (name: string, dims: number[], data: number[]) => [
+      makeNode('Add', [`${name}_c`, 'zero'], [name]),
+      makeFloatTensor(`${name}_c`, dims, data),
+    ] as const;
+    const parts = [
+      constant('detection_boxes', [1, 3, 4], [0.1, 0.2, 0.5, 0.6, 0.5, 0.5, 1.0, 1.0, 0, 0, 0.1, 0.1]),
+      constant('detection_classes', [1, 3], [2, 1, 1]),
+      constant('detection_scores', [1, 3], [0.9, 0.7, 0.6]),
+      constant('num_detections', [1], [2]),
+    ];
+    const graph = {
+      name: 'ssd-like',
+      node: [makeNode('ReduceMean', ['image'], ['mean'], { keepdims: { int: 0 } }), makeNode('Mul', ['mean', 'zero_c'], ['zero']), ...parts.map((p) => p[0])],
+      initializer: [makeFloatTensor('zero_c', [], [0]), ...parts.map((p) => p[1])],
+      input: [makeValueInfo('image', DataType.FLOAT, [1, 3, 32, 32])],
+      output: [
+        makeValueInfo('detection_boxes', DataType.FLOAT, [1, 3, 4]),
+        makeValueInfo('detection_classes', DataType.FLOAT, [1, 3]),
+        makeValueInfo('detection_scores', DataType.FLOAT, [1, 3]),
+        makeValueInfo('num_detections', DataType.FLOAT, [1]),
+      ],
+    };
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ncs2-ssd-'));
+    const model = path.join(dir, 'ssd.onnx');
+    fs.writeFileSync(model, encodeModel(makeModel(graph)));
+    fs.writeFileSync(path.join(dir, 'labels.txt'), 'background\ncat\ndog\n');
+    try {
+      await helper.load(NCS2_NODES, buildFlow({ graph: { model, labels: path.join(dir, 'labels.txt'), preset: 'detection', detLayout: 'ssd', scoreThreshold: '0.5' } }));
+      const out = collect('out');
+      // A 200x100 image stretched to 32x32: normalized x * 200, y * 100.
+      const image = await sharp({ create: { width: 200, height: 100, channels: 3, background: { r: 9, g: 9, b: 9 } } }).png().toBuffer();
+      node('infer').receive({ payload: image });
+      await waitFor(() => out.length === 1, 'the detections');
+      assert.deepEqual(out[0].payload, [
+        { label: 'dog', classIndex: 2, score: (out[0].payload as Detection[])[0].score, box: { x: 40, y: 10, w: 80, h: 40 } },
+        { label: 'cat', classIndex: 1, score: (out[0].payload as Detection[])[1].score, box: { x: 100, y: 50, w: 100, h: 50 } },
+      ]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('an empty array (a first stage found nothing) gives an empty result', async function () {
