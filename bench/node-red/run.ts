@@ -89,7 +89,13 @@ interface Msg {
  */
 class FlowDriver {
   private running = false;
+  /** Messages of the current run still in the flow. */
   private inFlight = 0;
+  /**
+   * Tags each message with the run that made it: a message of an earlier run that is still in a
+   * flow (a lane that outlived its run's drain) ends at the source and is never counted again.
+   */
+  private runId = 0;
   private target = 0;
   private counting = false;
   private completed = 0;
@@ -105,7 +111,7 @@ class FlowDriver {
     this.inFlight++;
     // The tensor form ncs2-infer documents: {data, dims, type}. ncs2-infer copies it into pooled
     // memory, so sharing one input array between messages is safe (and costs both sides the same).
-    return { payload: { data: this.input, dims: [1, this.input.length], type: 'float32' }, t0: performance.now() };
+    return { payload: { data: this.input, dims: [1, this.input.length], type: 'float32' }, t0: performance.now(), run: this.runId };
   }
 
   /** Source function node: the inject message opens `target` lanes; each result refills one. */
@@ -115,6 +121,7 @@ class FlowDriver {
       for (let i = 0; i < this.target; i++) out.push(this.message());
       return out;
     }
+    if (msg.run !== this.runId) return [];
     if (this.running) return [this.message()];
     if (this.inFlight === 0) this.drained?.();
     return [];
@@ -122,6 +129,7 @@ class FlowDriver {
 
   /** Sink function node: counts and times each result, then hands it back to the source. */
   sink(msg: Msg): Msg {
+    if (msg.run !== this.runId) return msg;
     this.inFlight--;
     if (this.counting) {
       this.completed++;
@@ -131,6 +139,8 @@ class FlowDriver {
   }
 
   async run(red: BootedRed, injectId: string, inFlight: number): Promise<Measurement> {
+    this.runId++;
+    this.inFlight = 0;
     this.target = inFlight;
     this.running = true;
     this.counting = false;
@@ -277,11 +287,16 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
   const input = new Float32Array(MLP_BATCH.inputSize).map((_, i) => ((i * 37) % 255) / 255);
   const raw: Array<Measurement & { threads: number }> = [];
   const flow: Record<number, Measurement[]> = {};
+  // Node-RED's own ceiling for this loop: the same source and sink nodes wired to each other, no inference.
+  const bare: Measurement[] = [];
+  const bareInFlight = Math.max(...BATCH_IN_FLIGHTS);
   for (let round = 0; round < ROUNDS; round++) {
     for (const threads of RAW_THREADS) {
       raw.push({ ...(await rawPerMessageLoop(bytes, input, threads)), threads });
       process.stderr.write(`batching, round ${round + 1}/${ROUNDS}: raw per-message loop, ${threads} thread(s): ${raw.at(-1)!.msgPerSec.toFixed(0)} msg/s, p99 ${raw.at(-1)!.latencyMs.p99.toFixed(3)} ms\n`);
     }
+    bare.push(await driver.run(red, 'bench-go-batch-bare', bareInFlight));
+    process.stderr.write(`batching, round ${round + 1}/${ROUNDS}: Node-RED source -> sink without inference, ${bareInFlight} in flight: ${bare.at(-1)!.msgPerSec.toFixed(0)} msg/s\n`);
     for (const inFlight of BATCH_IN_FLIGHTS) {
       const m = await driver.run(red, 'bench-go-batch', inFlight);
       (flow[inFlight] ??= []).push(m);
@@ -295,6 +310,8 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
   return {
     method: `closed loop of single-sample messages: inject -> source node -> ncs2-infer (graph with adaptive batching, target p99 ${BATCH_TARGET_P99_MS} ms; node policy reject, 256 in flight) -> sink node (-> back to the source; both minimal custom nodes, no function-node sandbox); raw = one InferenceSession on the main thread, await session.run() per message, intra-op threads ${RAW_THREADS.join(' and ')}; best of ${ROUNDS} interleaved rounds each; latency from the source function node to the sink`,
     raw: { best: rawBest, runs: raw },
+    /** The loop without ncs2-infer: no inference path through this flow can beat it. */
+    nodeRedAlone: { inFlight: bareInFlight, best: best(bare), ratioCeiling: best(bare).msgPerSec / rawBest.msgPerSec, runs: bare },
     settings: settings.map((x) => ({ ...x, rounds: flow[x.inFlight] })),
     chosen: { inFlight: chosen.inFlight, msgPerSec: chosen.best.msgPerSec, p99Ms: chosen.best.latencyMs.p99, ratio: chosen.ratio },
     target: { minRatio: BATCH_TARGET_RATIO, maxP99Ms: BATCH_TARGET_P99_MS, ratioMet: chosen.ratio >= BATCH_TARGET_RATIO, p99Met: chosen.best.latencyMs.p99 <= BATCH_TARGET_P99_MS },
@@ -325,6 +342,9 @@ function flows(modelPath: string, batchModelPath: string): object[] {
     { id: 'bench-source-batch', type: 'ncs2bench-source', z: tab, x: 0, y: 0, wires: [['bench-infer-batch']] },
     { id: 'bench-infer-batch', type: 'ncs2-infer', z: tab, name: 'batched', graph: 'bench-graph-batch', policy: 'reject', maxInFlight: '256', maxWaiting: '0', x: 0, y: 0, wires: [['bench-sink-batch']] },
     { id: 'bench-sink-batch', type: 'ncs2bench-sink', z: tab, x: 0, y: 0, wires: [['bench-source-batch']] },
+    injectNode('bench-go-batch-bare', ['bench-source-batch-bare']),
+    { id: 'bench-source-batch-bare', type: 'ncs2bench-source', z: tab, x: 0, y: 0, wires: [['bench-sink-batch-bare']] },
+    { id: 'bench-sink-batch-bare', type: 'ncs2bench-sink', z: tab, x: 0, y: 0, wires: [['bench-source-batch-bare']] },
   ];
 }
 
@@ -457,6 +477,8 @@ async function main(): Promise<void> {
     if (batching) {
       const raw = batching.raw.best;
       console.log(`\nbatching: single-sample MLP messages; raw per-message onnxruntime-node loop (best: ${raw.threads} intra-op thread(s)) ${raw.msgPerSec.toFixed(0)} msg/s, p99 ${raw.latencyMs.p99.toFixed(3)} ms`);
+      const alone = batching.nodeRedAlone;
+      console.log(`  Node-RED alone (the same source -> sink, no inference), ${alone.inFlight} in flight: ${alone.best.msgPerSec.toFixed(0)} msg/s = ${alone.ratioCeiling.toFixed(2)}x the raw loop (no flow through these nodes can beat this)`);
       for (const x of batching.settings) console.log(`  Node-RED + ncs2-infer, adaptive batching, ${x.inFlight} in flight: ${x.best.msgPerSec.toFixed(0)} msg/s (${x.ratio.toFixed(2)}x), p99 ${x.best.latencyMs.p99.toFixed(3)} ms`);
       const c = batching.chosen;
       console.log(`target >= ${BATCH_TARGET_RATIO}x with p99 <= ${BATCH_TARGET_P99_MS} ms: ${c.ratio.toFixed(2)}x at ${c.inFlight} in flight, p99 ${c.p99Ms.toFixed(3)} ms -> ratio ${batching.target.ratioMet ? 'met' : 'NOT met'}, p99 ${batching.target.p99Met ? 'met' : 'NOT met'}`);
