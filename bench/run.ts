@@ -211,9 +211,14 @@ interface BatchCaseResult {
   targetP99Ms: number;
   baseline: { best: BatchRun; runs: BatchRun[] };
   batched: { best: BatchRun; runs: BatchRun[] };
+  /** Best batched over best baseline, whatever their p99. */
   ratio: number;
   meetsRatio: boolean;
-  meetsP99: boolean;
+  /**
+   * Among the runs that held p99 <= the target: best batched over best baseline (the baseline's
+   * own best when none of its runs held it), or null when no batched run held it.
+   */
+  atTarget: { batched: BatchRun; baseline: BatchRun; baselineHeld: boolean; ratio: number; meets: boolean } | null;
   busyRuns: number;
 }
 
@@ -233,8 +238,8 @@ function engineBatchRun(label: string, r: EngineRunResult, host: QuietResult): B
  * MLP: single-sample requests. Baseline: the per-message loop a user writes (await session.run()
  * on one sample, intra-op threads 1 and 2, the faster counts). Batched: the engine with adaptive
  * dynamic batching (target p99 2 ms), single-sample tasks, every worker x thread split, in flight
- * 'auto' (two full batches per worker) and one batch per worker; the best throughput among the runs
- * that held p99 <= 2 ms counts (the best overall, marked, when none did). Target 3x (issue 4).
+ * 'auto' (two full batches per worker) and one batch per worker. Reported: fastest against fastest,
+ * and the fastest batched run that held p99 <= 2 ms against the raw loop. Target 3x (issue 4).
  */
 async function mlpBatchCase(durationMs: number, rounds: number, log: (s: string) => void): Promise<BatchCaseResult> {
   const model = await resolveModel('mlp');
@@ -268,8 +273,8 @@ async function mlpBatchCase(durationMs: number, rounds: number, log: (s: string)
 /**
  * CNN: the engine without batching (every split, in flight 'auto'; the best throughput is the
  * baseline) against the engine with adaptive batching at a 20 ms p99 target (every split, in
- * flight = the unbatched 'auto' count and twice it; the best throughput among the runs that held
- * the target counts, or the best overall, marked, when none did). Target >= 1.0x at p99 <= 20 ms.
+ * flight = the unbatched 'auto' count and twice it). Reported: fastest against fastest (batching
+ * must not lower throughput, >= 1.0x), and the fastest runs of each that held p99 <= 20 ms.
  */
 async function cnnBatchCase(durationMs: number, rounds: number, log: (s: string) => void): Promise<BatchCaseResult> {
   const model = await resolveModel('cnn');
@@ -298,10 +303,20 @@ async function cnnBatchCase(durationMs: number, rounds: number, log: (s: string)
 }
 
 function batchCaseResult(id: string, title: string, baselineTitle: string, targetRatio: number, targetP99Ms: number, baseline: BatchRun[], batched: BatchRun[]): BatchCaseResult {
-  const baseBest = best(baseline, (r) => r.inferencesPerSec);
-  const holding = batched.filter((r) => r.latencyMs.p99 <= targetP99Ms);
-  const batchedBest = best(holding.length ? holding : batched, (r) => r.inferencesPerSec);
+  const fastest = (runs: BatchRun[]) => best(runs, (r) => r.inferencesPerSec);
+  const holds = (r: BatchRun) => r.latencyMs.p99 <= targetP99Ms;
+  const baseBest = fastest(baseline);
+  const batchedBest = fastest(batched);
   const ratio = batchedBest.inferencesPerSec / baseBest.inferencesPerSec;
+  const batchedHolding = batched.filter(holds);
+  const baseHolding = baseline.filter(holds);
+  let atTarget: BatchCaseResult['atTarget'] = null;
+  if (batchedHolding.length) {
+    const b = fastest(batchedHolding);
+    const base = baseHolding.length ? fastest(baseHolding) : baseBest;
+    const r = b.inferencesPerSec / base.inferencesPerSec;
+    atTarget = { batched: b, baseline: base, baselineHeld: baseHolding.length > 0, ratio: r, meets: r >= targetRatio };
+  }
   return {
     id,
     title,
@@ -312,20 +327,26 @@ function batchCaseResult(id: string, title: string, baselineTitle: string, targe
     batched: { best: batchedBest, runs: batched },
     ratio,
     meetsRatio: ratio >= targetRatio,
-    meetsP99: batchedBest.latencyMs.p99 <= targetP99Ms,
+    atTarget,
     busyRuns: [...baseline, ...batched].filter((r) => r.host && !r.host.quiet).length,
   };
 }
 
 function batchTable(results: BatchCaseResult[]): string {
-  const rows = results.map((c) => [
-    c.title,
-    `${c.baseline.best.label}: ${int(c.baseline.best.inferencesPerSec)}/s, p99 ${ms(c.baseline.best.latencyMs.p99)} ms`,
-    `${c.batched.best.label}: ${int(c.batched.best.inferencesPerSec)}/s, p99 ${ms(c.batched.best.latencyMs.p99)} ms, avg batch ${c.batched.best.batching?.avgBatchSize.toFixed(2) ?? '-'}`,
-    `${c.ratio.toFixed(2)}x (target >= ${c.targetRatio}x${c.meetsRatio ? ', met' : ', MISSED'})`,
-    `${ms(c.batched.best.latencyMs.p99)} (target <= ${c.targetP99Ms}${c.meetsP99 ? ', met' : ', MISSED'})`,
-  ]);
-  return markdownTable(['case', 'baseline (best)', 'batched (best holding the p99 target)', 'ratio', 'batched p99 ms'], rows);
+  const run = (r: BatchRun) => `${r.label}: ${int(r.inferencesPerSec)}/s, p99 ${ms(r.latencyMs.p99)} ms${r.batching ? `, avg batch ${r.batching.avgBatchSize.toFixed(2)}` : ''}`;
+  const rows = results.map((c) => {
+    const t = c.atTarget;
+    return [
+      c.title,
+      run(c.baseline.best),
+      run(c.batched.best),
+      `${c.ratio.toFixed(2)}x (target >= ${c.targetRatio}x${c.meetsRatio ? ', met' : ', MISSED'})`,
+      t
+        ? `${t.ratio.toFixed(2)}x${t.meets ? ' (met)' : ' (MISSED)'}: ${run(t.batched)} vs ${t.baselineHeld ? '' : 'best baseline, none held it: '}${run(t.baseline)}`
+        : `no batched run held p99 <= ${c.targetP99Ms} ms (MISSED)`,
+    ];
+  });
+  return markdownTable(['case', 'baseline (fastest)', 'batched (fastest)', 'ratio', `at the p99 target (batched vs baseline, each the fastest holding it)`], rows);
 }
 
 const BATCH_CASES: Record<string, (durationMs: number, rounds: number, log: (s: string) => void) => Promise<BatchCaseResult>> = {
