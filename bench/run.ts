@@ -23,6 +23,7 @@ import { EventLoopProbe, waitForQuietHost, type EventLoopSummary, type QuietResu
 import { int8Cnn as quantizedCnn, resolveInputDims, resolveModel, samplesPerTask, syntheticFeeds, type BenchModel } from '../src/cli/models';
 import { markdownTable, int, ms } from '../src/cli/format';
 import { LatencyHistogram, type LatencySummary } from '../src/engine/telemetry/stats';
+import { DEFAULT_BATCHING } from '../src/engine/pipeline/batcher';
 
 interface RawResult {
   threads: number;
