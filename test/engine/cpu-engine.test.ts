@@ -168,12 +168,15 @@ describe('engine on the cpu device (worker threads)', function () {
     const a = new CpuDevice({ id: 'a', workers: 1, threadsPerWorker: 1 });
     const b = new CpuDevice({ id: 'b', workers: 1, threadsPerWorker: 1 });
     engine = new InferenceEngine({ devices: [a, b] });
-    const g = await engine.loadGraph(mlp);
+    const g = await engine.loadGraph(mlp, { queueCapacity: 4096 });
     const x = randomInput(3, 784);
-    const tasks = Array.from({ length: 200 }, () => engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: x } }));
-    // kill device a's worker while tasks are in flight
-    const worker = (a as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots[0].worker;
-    setImmediate(() => void worker.terminate());
+    const tasks = Array.from({ length: 2000 }, () => engine.submit(g, { input: { type: 'float32', dims: [1, 784], data: x } }));
+    // Device a's worker exits while tasks are in flight. Not worker.terminate(): terminating a thread
+    // inside onnxruntime's run() can abort the whole process. The worker's own 'close' op exits it
+    // between runs, dropping the runs it holds, which is what the engine must survive.
+    const slot = (a as unknown as { slots: Array<{ inFlight: Map<unknown, unknown>; worker: { postMessage(msg: unknown): void } }> }).slots[0];
+    while (slot.inFlight.size === 0) await new Promise((r) => setImmediate(r));
+    slot.worker.postMessage({ op: 'close' });
     const outcome = await Promise.allSettled(tasks);
     assert.equal(outcome.filter((o) => o.status === 'rejected').length, 0);
     assert.ok(engine.getStats().graphs[g.id].retried > 0);
