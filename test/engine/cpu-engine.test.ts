@@ -77,13 +77,14 @@ describe('engine on the cpu device (worker threads)', function () {
 
   it('keeps the main event loop free while the CPU is saturated with CNN inferences', async function () {
     engine = new InferenceEngine({ devices: [new CpuDevice({ id: 'cpu', workers: 2, threadsPerWorker: 1 })] });
-    const cnn = buildMobileNetLike({ inputSize: 224, seed: 1 });
+    // 320x320: a single-core inference (~20 ms here) well above the scheduling noise of a loaded host.
+    const cnn = buildMobileNetLike({ inputSize: 320, seed: 1 });
     const g = await engine.loadGraph(cnn);
-    const x = randomInput(9, 3 * 224 * 224);
+    const x = randomInput(9, 3 * 320 * 320);
     // The same work on the main thread, as a plain onnxruntime-node loop would do it, for contrast:
-    // one intra-op thread, so each run blocks the loop for a whole single-core inference (~10 ms here).
+    // one intra-op thread, so each run blocks the loop for a whole single-core inference.
     const session = await ort.InferenceSession.create(cnn, { intraOpNumThreads: 1 });
-    const feeds = { input: new ort.Tensor('float32', x, [1, 3, 224, 224]) };
+    const feeds = { input: new ort.Tensor('float32', x, [1, 3, 320, 320]) };
     const monitor = new EventLoopMonitor();
     monitor.start();
     let until = Date.now() + 1000;
@@ -94,7 +95,7 @@ describe('engine on the cpu device (worker threads)', function () {
     engine.resetStats();
     until = Date.now() + 1000;
     const loop = async () => {
-      while (Date.now() < until) await engine.submit(g, { input: { type: 'float32', dims: [1, 3, 224, 224], data: x } });
+      while (Date.now() < until) await engine.submit(g, { input: { type: 'float32', dims: [1, 3, 320, 320], data: x } });
     };
     await Promise.all([loop(), loop(), loop(), loop()]);
     const stats = engine.getStats();
