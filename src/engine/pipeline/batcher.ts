@@ -1,5 +1,5 @@
 import type { ModelInfo } from '../graph/model-info';
-import { typedArrayCtor, type Feeds, type TensorData, type TypedArray } from '../tensor';
+import { elementCount, typedArrayCtor, type Feeds, type TensorData, type TypedArray } from '../tensor';
 import { LatencyHistogram } from '../telemetry/stats';
 
 /**
@@ -40,24 +40,29 @@ export function shapeKey(info: ModelInfo, feeds: Feeds): string {
   return key;
 }
 
-/** One input tensor holding every task's rows, in task order. */
-export function concatFeeds(info: ModelInfo, parts: Feeds[], batch: number): Feeds {
+/**
+ * One input tensor holding every task's rows, in task order, in memory from `allocate` (the
+ * engine passes its pool, so the batch moves to a worker without another copy or a fresh buffer).
+ */
+export function concatFeeds(info: ModelInfo, parts: Feeds[], batch: number, allocate: (type: TensorData['type'], dims: number[]) => TensorData = freshTensor): Feeds {
   const out: Feeds = {};
   for (const input of info.inputs) {
     const first = parts[0][input.name];
-    const rowDims = first.dims.slice(1);
-    let total = 0;
-    for (const p of parts) total += p[input.name].data.length;
-    const data = new (typedArrayCtor(first.type))(total) as TypedArray;
+    const dims = [batch, ...first.dims.slice(1)];
+    const data = allocate(first.type, dims).data;
     let offset = 0;
     for (const p of parts) {
       const src = p[input.name].data;
       (data as unknown as { set(a: ArrayLike<number | bigint>, o: number): void }).set(src as unknown as ArrayLike<number | bigint>, offset);
       offset += src.length;
     }
-    out[input.name] = { type: first.type, dims: [batch, ...rowDims], data };
+    out[input.name] = { type: first.type, dims, data };
   }
   return out;
+}
+
+function freshTensor(type: TensorData['type'], dims: number[]): TensorData {
+  return { type, dims, data: new (typedArrayCtor(type))(elementCount(dims)) as TypedArray };
 }
 
 /** Each task's rows of every output, as views (no copy) over the batched result. */

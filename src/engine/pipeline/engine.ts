@@ -200,6 +200,9 @@ interface GraphEntry {
   /** Why batching was asked for but is off (a fixed batch dimension). */
   unbatchedReason?: string;
   batchTimer?: NodeJS.Timeout;
+  /** A short batch gathering until the end of this event-loop turn (see takeGroup), and that turn's end. */
+  gatherImmediate?: NodeJS.Immediate;
+  gatherDue?: boolean;
   batches: number;
   batchedSamples: number;
 }
@@ -660,6 +663,7 @@ export class InferenceEngine extends EventEmitter {
     if (this.graphs.get(g.id) !== g) return;
     this.graphs.delete(g.id);
     clearTimeout(g.batchTimer);
+    if (g.gatherImmediate) clearImmediate(g.gatherImmediate);
     for (const deviceId of [...g.loaded.keys()]) {
       this.cache.delete(this.cacheKey(g, deviceId));
       this.evict(g, deviceId);
@@ -690,6 +694,8 @@ export class InferenceEngine extends EventEmitter {
     markPooled(data, this.pool);
     return { type, dims, data };
   }
+
+  private readonly allocate = (type: TensorData['type'], dims: number[]): TensorData => this.allocateTensor(type, dims);
 
   /** Returns a tensor from allocateTensor that will not be submitted. */
   releaseTensor(tensor: TensorData): void {
@@ -861,7 +867,7 @@ export class InferenceEngine extends EventEmitter {
             if (g.loaded.size === 0 && g.loading.size === 0) this.failUnrunnable(g);
             continue;
           }
-          const group = this.takeGroup(g);
+          const group = this.takeGroup(g, device);
           if (!group) continue;
           this.start(group, device);
           progressed = true;
@@ -894,7 +900,9 @@ export class InferenceEngine extends EventEmitter {
     // the work, which read as a 1.5-2x "slowdown" and put a cool CPU at a quarter share
     const loadKey = `${Math.min(busy, device.parallelism)}|${samples}`;
     stats.onDispatch(tasks.length);
-    const feeds = tasks.length === 1 ? tasks[0].feeds : concatFeeds(g.info, tasks.map((t) => t.feeds), samples);
+    // a batch is gathered in pooled memory, which moves to the device as it is and comes back to the
+    // pool with the results (a fresh buffer per run was most of this path's garbage)
+    const feeds = tasks.length === 1 ? tasks[0].feeds : concatFeeds(g.info, tasks.map((t) => t.feeds), samples, this.allocate);
     const inputs: NamedTensor[] = g.info.inputs.map((i) => ({ name: i.name, ...feeds[i.name] }));
     // counted now: pooled inputs are detached once they move to a worker
     let tensorBytesIn = 0;
@@ -902,6 +910,10 @@ export class InferenceEngine extends EventEmitter {
     const waitMs = dispatchedAt - tasks[0].submittedAt;
     device.run({ graphKey: this.cacheKey(g, device.id), inputs, outputs: this.outputSpecs(g, samples) }).then(
       (result) => {
+        if (tasks.length > 1) {
+          this.releaseFeeds(feeds); // only if the device did not move it (moved buffers go home with the results)
+          for (const task of tasks) this.releaseFeeds(task.feeds); // copied into the batch; no retry needs them now
+        }
         this.finish(tasks, device);
         this.recordService(`${device.id}|${g.id}`, loadKey, result.inferMs);
         stats.onRun(result.inferMs, samples, g.ops.total, g.loaded.get(device.id)?.precision ?? g.info.precision);
@@ -932,6 +944,7 @@ export class InferenceEngine extends EventEmitter {
         });
       },
       (err: Error) => {
+        if (tasks.length > 1) this.releaseFeeds(feeds);
         this.finish(tasks, device);
         stats.onFail(tasks.length);
         this.stages.infer.record(now() - dispatchedAt, waitMs, false);
@@ -963,7 +976,7 @@ export class InferenceEngine extends EventEmitter {
    * The tasks to run next for `g`: the head of its queue, plus (when batching) compatible tasks
    * behind it up to the batch cap. Undefined means "wait for batch-mates" (a timer re-pumps).
    */
-  private takeGroup(g: GraphEntry): Task[] | undefined {
+  private takeGroup(g: GraphEntry, device: Device): Task[] | undefined {
     const first = g.queue[0];
     const batching = g.batching;
     if (!batching || first.retries > 0 || first.deviceId) return [g.queue.shift()!];
@@ -989,6 +1002,19 @@ export class InferenceEngine extends EventEmitter {
       }
       return undefined;
     }
+    // Every executor of the device already has a run: another would only wait behind them, so a
+    // short batch gathers until the end of this event-loop turn (when the device hands runs over
+    // anyway) instead of leaving with the first task resubmitted after a result, which split the
+    // load into runs of 1-2 samples alternating with full ones.
+    if (samples < cap && !g.gatherDue && this.busy.get(device)! >= device.parallelism) {
+      g.gatherImmediate ??= setImmediate(() => {
+        g.gatherImmediate = undefined;
+        g.gatherDue = true;
+        this.pump();
+      });
+      return undefined;
+    }
+    g.gatherDue = false;
     let group: Task[];
     if (picked[picked.length - 1] === picked.length - 1) group = g.queue.splice(0, picked.length);
     else {
@@ -1207,6 +1233,7 @@ export class InferenceEngine extends EventEmitter {
     for (const g of this.graphs.values()) {
       clearTimeout(g.idleTimer);
       clearTimeout(g.batchTimer);
+      if (g.gatherImmediate) clearImmediate(g.gatherImmediate);
     }
     this.graphs.clear();
     this.cache.clear();
