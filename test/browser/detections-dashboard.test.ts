@@ -3,8 +3,9 @@
  * (playwright-core): the example is deployed to a real Node-RED and its inject node sends a bundled
  * camera frame every 3 s through the digit detector with "annotate" on. The page
  * /dashboard/detections must show the annotated frame (a 320x240 JPEG with boxes drawn) and a
- * table row per detected digit, without errors in the page. Leaves
- * test/browser/screenshots/detections-dashboard.png. Without /usr/bin/chromium it fails and says
+ * table row per detected digit, and /dashboard/meter the meter photo with the text PP-OCRv4 found
+ * and its readings, without errors in the page. Leaves
+ * test/browser/screenshots/detections-dashboard.png and detections-dashboard-meter.png. Without /usr/bin/chromium it fails and says
  * how to install it (never skips).
  */
 import { strict as assert } from 'assert';
@@ -69,6 +70,25 @@ describe('detections dashboard example in headless Chromium', function () {
     await closeOfflineToast(page);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'detections-dashboard.png'), type: 'png', fullPage: false });
     assert.deepEqual(watched!.offHost, [], `the dashboard asked other hosts for: ${watched!.offHost.join(', ')}`);
+    assert.deepEqual(watched!.consoleErrors, [], `errors in the page console: ${watched!.consoleErrors.join(' | ')}`);
+  });
+
+  it('meter page: the meter photo with its text boxes drawn, and the readings in the table', async function () {
+    const truth = JSON.parse(fs.readFileSync(path.join(ROOT, 'models', 'ocr-samples', 'ground-truth.json'), 'utf8')) as Record<string, string[]>;
+    const known = new Set(Object.values(truth).flat());
+    await page.goto(`${red!.url}/dashboard/meter`);
+    const template = ofType('ui-template').find((n) => n.name === 'annotated meter photo')!;
+    const img = page.locator(`${widget(template.id)} img`);
+    await img.waitFor({ state: 'visible', timeout: 60000 });
+    const size = await img.evaluate((el) => { const i = el as unknown as { naturalWidth: number; naturalHeight: number }; return [i.naturalWidth, i.naturalHeight]; });
+    assert.deepEqual(size, [320, 240]);
+    const table = ofType('ui-table').find((n) => n.label === 'readings')!;
+    const rows = page.locator(`${widget(table.id)} tbody tr`);
+    await rows.first().waitFor({ state: 'visible', timeout: 30000 });
+    const texts = await rows.locator('td:first-child').allInnerTexts();
+    assert.ok(texts.length >= 2 && texts.every((t) => known.has(t.trim())), `readings ${JSON.stringify(texts)}`);
+    await closeOfflineToast(page);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'detections-dashboard-meter.png'), type: 'png', fullPage: false });
     assert.deepEqual(watched!.consoleErrors, [], `errors in the page console: ${watched!.consoleErrors.join(' | ')}`);
   });
 });

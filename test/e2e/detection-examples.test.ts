@@ -18,6 +18,8 @@ import { RedProcess, type DebugMessage, type DebugStream, type FlowNode } from '
 import { ROOT } from './red-boot';
 
 const SAMPLES = path.join(ROOT, 'models', 'digit-detector', 'samples');
+const OCR_SAMPLES = path.join(ROOT, 'models', 'ocr-samples');
+const OCR_TRUTH = JSON.parse(fs.readFileSync(path.join(OCR_SAMPLES, 'ground-truth.json'), 'utf8')) as Record<string, string[]>;
 const TRUTH = JSON.parse(fs.readFileSync(path.join(SAMPLES, 'camera-ground-truth.json'), 'utf8')) as { samples: Array<{ file: string; boxes: Array<{ label: string }> }> };
 
 interface MqttPacket {
@@ -177,5 +179,23 @@ describe('detection examples on a real Node-RED runtime', function () {
     assert.deepEqual(errorsOf(flow).map((m) => m.msg), []);
     const page = await red.request('GET', '/dashboard/detections');
     assert.equal(page.status, 200, 'the dashboard serves the page');
+  });
+
+  it('detections-dashboard, meter page: each meter photo gives one table row per text line, reading its true text', async function () {
+    const flow = loadExample('detections-dashboard.json');
+    debug.clear();
+    await red.deploy(flow, debug);
+    const inject = byName(flow, 'inject', 'meter photo (every 5 s)').id;
+    const readings = byName(flow, 'debug', 'meter readings').id;
+    for (const file of ['meter-01.png', 'meter-05.png']) {
+      const before = debug.messages.filter((m) => m.id === readings).length;
+      await red.inject(inject, [{ p: 'filename', v: path.join(OCR_SAMPLES, file), vt: 'str' }]);
+      const seen = await debug.waitFor((m) => m.id === readings, before + 1, 30000, `meter readings for ${file}`);
+      const rows = JSON.parse(seen[seen.length - 1].msg) as Array<{ text: string; confidence: string; x: number; y: number }>;
+      assert.deepEqual(rows.map((r) => r.text), OCR_TRUTH[file]);
+      for (const r of rows) assert.ok(Number(r.confidence) > 0.5 && r.x >= 0 && r.y >= 0, JSON.stringify(r));
+    }
+    assert.deepEqual(errorsOf(flow).map((m) => m.msg), []);
+    assert.equal((await red.request('GET', '/dashboard/meter')).status, 200, 'the dashboard serves the meter page');
   });
 });
