@@ -1,5 +1,6 @@
 import type { InferenceEngine } from '../../src/engine/pipeline/engine';
 import type { DeviceSettings } from './settings';
+import { SharedLease } from './shared-lease';
 
 /**
  * An ncs2-device config node's hold on an engine device, shared by its users in the manner of
@@ -7,10 +8,8 @@ import type { DeviceSettings } from './settings';
  * it (freed at once when removed, otherwise kept idle so a redeploy finds it). Nothing starts
  * until some graph uses the config node, so an unused one costs no worker threads.
  */
-export class DeviceLease {
-  private readonly users = new Set<object>();
+export class DeviceLease extends SharedLease<object> {
   private engine: InferenceEngine | undefined;
-  private closed = false;
 
   constructor(
     private readonly getEngine: () => InferenceEngine,
@@ -19,7 +18,9 @@ export class DeviceLease {
     readonly settings: DeviceSettings,
     /** What status lines show: the config node's name, or the device kind. */
     readonly label: string,
-  ) {}
+  ) {
+    super();
+  }
 
   /** Adds a user; the first one acquires the engine device (throws if the engine refuses the spec). */
   register(user: object): void {
@@ -36,18 +37,7 @@ export class DeviceLease {
     this.users.add(user);
   }
 
-  deregister(user: object, removed: boolean): Promise<void> {
-    if (!this.users.delete(user) || this.users.size > 0) return Promise.resolve();
-    return this.release(removed);
-  }
-
-  close(removed: boolean): Promise<void> {
-    this.closed = true;
-    this.users.clear();
-    return this.release(removed);
-  }
-
-  private release(removed: boolean): Promise<void> {
+  protected override release(removed: boolean): Promise<void> {
     const engine = this.engine;
     this.engine = undefined;
     return engine ? engine.releaseDevice(this.deviceId, { free: removed }) : Promise.resolve();

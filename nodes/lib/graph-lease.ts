@@ -6,6 +6,7 @@ import { checkDetectionOutputs } from '../../src/engine/io/detection';
 import { checkCharset, loadCharset, resolveDbOptions } from '../../src/engine/io/ocr';
 import type { InferenceSetup, OutputPreset } from '../../src/engine/io/infer';
 import type { DeviceLease } from './device-lease';
+import { SharedLease } from './shared-lease';
 import type { GraphSettings, OptimizeOnLoad } from './settings';
 import type { DeviceKind } from '../../src/engine/devices/device';
 import { optimizeCached } from '../../src/engine/graph/optimizer/cache';
@@ -46,11 +47,9 @@ interface Hold {
  * the device config first); later users share it; the last user to leave releases it: freed now
  * when the node was removed, otherwise left idle in the engine so a redeploy gets a cache hit.
  */
-export class GraphLease {
-  private readonly users = new Set<GraphUser>();
+export class GraphLease extends SharedLease<GraphUser> {
   private hold: Hold | undefined;
   private current: GraphState = { state: 'idle' };
-  private closed = false;
 
   constructor(
     private readonly getEngine: () => InferenceEngine,
@@ -59,7 +58,9 @@ export class GraphLease {
     readonly settings: GraphSettings,
     private readonly name: string,
     private readonly log: GraphLeaseLog,
-  ) {}
+  ) {
+    super();
+  }
 
   get state(): GraphState {
     return this.current;
@@ -87,16 +88,6 @@ export class GraphLease {
     return this.hold.loading;
   }
 
-  deregister(user: GraphUser, removed: boolean): Promise<void> {
-    if (!this.users.delete(user) || this.users.size > 0) return Promise.resolve();
-    return this.release(removed);
-  }
-
-  close(removed: boolean): Promise<void> {
-    this.closed = true;
-    this.users.clear();
-    return this.release(removed);
-  }
 
   private setState(state: GraphState): void {
     this.current = state;
@@ -178,7 +169,7 @@ export class GraphLease {
     return result.modelPath;
   }
 
-  private async release(removed: boolean): Promise<void> {
+  protected override async release(removed: boolean): Promise<void> {
     const hold = this.hold;
     this.hold = undefined;
     if (!hold) return;
