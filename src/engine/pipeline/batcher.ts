@@ -85,15 +85,25 @@ export function splitOutputs(outputs: Record<string, TensorData>, sizes: number[
  * to grow. Signals, per window of at least 32 batches and 50 ms:
  * - a backlog (more tasks queued behind a batch than fit in it): demand exceeds what the devices
  *   do, and no batch size meets the latency target by shrinking, so grow for throughput;
- * - p99 latency over the target without a backlog: halve the cap and the wait;
+ * - p99 latency over the target without a backlog: halve the wait, and the cap too when the
+ *   batch's own run is a material part of that p99 (RUN_SHARE); when it is not, the latency comes
+ *   from elsewhere (hand-offs, the caller, other load on the host), which smaller batches cannot
+ *   remove and only add runs to (measured: a 784-128-10 MLP's run of 32 takes ~0.15 ms, and
+ *   halving to 8 at a 3-5 ms p99 cut the throughput by a third without lowering p99), so the cap
+ *   stays, or grows while batches come out full;
  * - p99 well under the target: grow the cap if batches come out full, else wait a little longer
  *   for batch-mates (never beyond maxDelayMs or a quarter of the target).
  */
+/** Share of p99 latency a batch's run (p90) must reach before a smaller batch is expected to lower it. */
+export const RUN_SHARE = 0.25;
+
 export class BatchController {
   cap: number;
   /** How long a task may wait for batch-mates while a device is free (ms). */
   delayMs = 0;
   private readonly recent = new LatencyHistogram();
+  /** Run times of this window's batches (the device's inference time for the whole batch). */
+  private readonly runs = new LatencyHistogram();
   private fullBatches = 0;
   private backlogged = 0;
   private batches = 0;
@@ -109,6 +119,11 @@ export class BatchController {
   /** Each completed task's latency (submission to result). */
   onTask(totalMs: number): void {
     this.recent.record(totalMs);
+  }
+
+  /** Each completed batch: how long the device took to run it (ms). */
+  onRun(runMs: number): void {
+    this.runs.record(runMs);
   }
 
   /** Each dispatched batch: its size and how many compatible tasks were left queued behind it. */
@@ -127,13 +142,17 @@ export class BatchController {
     const p99 = this.recent.percentileMs(99);
     if (this.backlogged / this.batches > 0.5) grow();
     else if (p99 > targetLatencyMs) {
-      this.cap = Math.max(minBatchSize, Math.floor(this.cap / 2));
       this.delayMs /= 2;
+      // without run times (none reported) the batch is taken to be the cause
+      const runMs = this.runs.count ? this.runs.percentileMs(90) : Infinity;
+      if (runMs >= RUN_SHARE * p99) this.cap = Math.max(minBatchSize, Math.floor(this.cap / 2));
+      else if (this.fullBatches / this.batches > 0.5) grow();
     } else if (p99 < targetLatencyMs * 0.8) {
       if (this.fullBatches / this.batches > 0.5) grow();
       else if (p99 < targetLatencyMs * 0.5) this.delayMs = Math.min(maxDelayMs, targetLatencyMs / 4, this.delayMs + 0.05);
     }
     this.recent.reset();
+    this.runs.reset();
     this.batches = this.fullBatches = this.backlogged = 0;
     this.windowStart = this.clock();
   }

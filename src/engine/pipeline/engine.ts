@@ -205,6 +205,8 @@ interface GraphEntry {
   gatherDue?: boolean;
   batches: number;
   batchedSamples: number;
+  /** serviceMs keys per device id, built once: the scheduler looks them up for every task. */
+  serviceKeys: Map<string, string>;
 }
 
 export interface GraphHandle {
@@ -406,6 +408,7 @@ export class InferenceEngine extends EventEmitter {
     for (const g of this.graphs.values()) {
       g.loaded.delete(id);
       g.loading.delete(id);
+      g.serviceKeys.delete(id);
       this.cache.delete(this.cacheKey(g, id));
     }
     stats.markRemoved();
@@ -551,6 +554,7 @@ export class InferenceEngine extends EventEmitter {
       placement: options.devices,
       batches: 0,
       batchedSamples: 0,
+      serviceKeys: new Map(),
     };
     this.configureBatching(graph, options.batching);
     const firstInput = info.inputs[0];
@@ -799,8 +803,14 @@ export class InferenceEngine extends EventEmitter {
    * stretched for a hot device so it gets a smaller share.
    */
   private expectedFinish(device: Device, g: GraphEntry, share: number): number {
-    const service = this.serviceMs.get(`${device.id}|${g.id}`) ?? 0;
+    const service = this.serviceMs.get(this.serviceKey(g, device.id)) ?? 0;
     return ((this.busy.get(device)! + 1) / device.parallelism) * (service / share);
+  }
+
+  private serviceKey(g: GraphEntry, deviceId: string): string {
+    let key = g.serviceKeys.get(deviceId);
+    if (key === undefined) g.serviceKeys.set(deviceId, (key = `${deviceId}|${g.id}`));
+    return key;
   }
 
   /**
@@ -812,7 +822,7 @@ export class InferenceEngine extends EventEmitter {
   private inFlightLimit(device: Device, g: GraphEntry): number {
     // batching: one run per executor plus one waiting, so tasks gather in the queue as batches
     if (g.batching) return Math.min(device.maxInFlight, device.parallelism * 2);
-    const service = this.serviceMs.get(`${device.id}|${g.id}`);
+    const service = this.serviceMs.get(this.serviceKey(g, device.id));
     const perExecutor = service ? Math.max(2, Math.ceil(IN_FLIGHT_COVER_MS / service)) : 2;
     return Math.min(device.maxInFlight, device.parallelism * perExecutor);
   }
@@ -825,7 +835,7 @@ export class InferenceEngine extends EventEmitter {
   private pickDevice(task: Task): Device | undefined {
     let best: Device | undefined;
     let bestCost = Infinity;
-    let coolestWaitingCost = Infinity;
+    let coolFull = false;
     for (const device of this.devices.values()) {
       if (!task.graph.loaded.has(device.id)) continue;
       if (task.deviceId && task.deviceId !== device.id) continue;
@@ -833,19 +843,32 @@ export class InferenceEngine extends EventEmitter {
       if (task.tried.has(device.id) && task.tried.size < task.graph.loaded.size) continue;
       const share = this.thermal.get(device.id)!.share;
       if (share === 0) continue; // paused at its critical temperature
-      const cost = this.expectedFinish(device, task.graph, share);
+      // full devices first, without a cost: this runs for every submission while they are full
       const limit = Math.max(1, Math.floor(this.inFlightLimit(device, task.graph) * share));
       if (this.busy.get(device)! >= limit) {
-        if (share === 1) coolestWaitingCost = Math.min(coolestWaitingCost, cost);
+        coolFull ||= share === 1;
         continue;
       }
+      const cost = this.expectedFinish(device, task.graph, share);
       if (cost < bestCost || (cost === bestCost && best && this.busy.get(device)! < this.busy.get(best)!)) {
         best = device;
         bestCost = cost;
       }
     }
-    if (best && this.thermal.get(best.id)!.share < 1 && coolestWaitingCost < bestCost) return undefined;
+    if (best && coolFull && this.thermal.get(best.id)!.share < 1 && this.coolestFullCost(task) < bestCost) return undefined;
     return best;
+  }
+
+  /** The lowest expected finish among the full, cool devices that could take the task. */
+  private coolestFullCost(task: Task): number {
+    let lowest = Infinity;
+    for (const device of this.devices.values()) {
+      if (!task.graph.loaded.has(device.id) || (task.deviceId && task.deviceId !== device.id) || (task.allowed && !task.allowed.includes(device.id))) continue;
+      if (task.tried.has(device.id) && task.tried.size < task.graph.loaded.size) continue;
+      if (this.thermal.get(device.id)!.share !== 1 || this.busy.get(device)! < this.inFlightLimit(device, task.graph)) continue;
+      lowest = Math.min(lowest, this.expectedFinish(device, task.graph, 1));
+    }
+    return lowest;
   }
 
   /**
@@ -860,7 +883,9 @@ export class InferenceEngine extends EventEmitter {
       while (progressed) {
         progressed = false;
         for (const g of this.graphs.values()) {
-          if (g.queue.length === 0) continue;
+          // a batch gathering until the end of this turn: its pump comes then (checking on every
+          // submission rescanned the queue, quadratic in the batch size)
+          if (g.queue.length === 0 || g.gatherImmediate) continue;
           const device = this.pickDevice(g.queue[0]);
           if (!device) {
             if (g.loaded.size < this.devices.size) this.fillPlacement(g);
@@ -915,7 +940,7 @@ export class InferenceEngine extends EventEmitter {
           for (const task of tasks) this.releaseFeeds(task.feeds); // copied into the batch; no retry needs them now
         }
         this.finish(tasks, device);
-        this.recordService(`${device.id}|${g.id}`, loadKey, result.inferMs);
+        this.recordService(this.serviceKey(g, device.id), loadKey, result.inferMs);
         stats.onRun(result.inferMs, samples, g.ops.total, g.loaded.get(device.id)?.precision ?? g.info.precision);
         let tensorBytesOut = 0;
         for (const name in result.outputs) tensorBytesOut += result.outputs[name].data.byteLength;
@@ -927,6 +952,7 @@ export class InferenceEngine extends EventEmitter {
         }
         g.batches++;
         g.batchedSamples += samples;
+        g.batching?.controller.onRun(result.inferMs);
         const parts = tasks.length === 1 ? [result.outputs] : splitOutputs(result.outputs, tasks.map((t) => t.batchSize));
         const done = now();
         const observed = this.listenerCount('task') > 0;
