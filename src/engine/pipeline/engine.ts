@@ -16,6 +16,7 @@ import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../tele
 import { BatchController, DEFAULT_BATCHING, concatFeeds, shapeKey, splitOutputs, unbatchableReason, type BatchingOptions } from './batcher';
 import { DEFAULT_THERMAL_LIMITS, ThermalPolicy, type ThermalDecision, type ThermalLimits } from './thermal-policy';
 import { STAGES, Stage, TUNE_MIN_SAMPLES, chooseStageConcurrency, findBottleneck, tuneStageConcurrency, type Bottleneck, type ConcurrencyChoice, type StageName, type StageStats } from './stages';
+import { lowerDecodeThreadPriority } from '../host/decode-priority';
 
 export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
 
@@ -278,6 +279,8 @@ export class InferenceEngine extends EventEmitter {
     this.thermalTimer = setInterval(() => {
       this.checkThermal();
       this.tuneStages();
+      // libvips starts its threads on demand: renice the new ones once images are being decoded.
+      if (this.stages.preprocess.snapshot().completed > 0) void lowerDecodeThreadPriority();
     }, options.thermalIntervalMs ?? 500);
     this.thermalTimer.unref();
   }
