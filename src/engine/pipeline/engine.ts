@@ -246,6 +246,8 @@ export class InferenceEngine extends EventEmitter {
   private readonly thermal = new Map<string, ThermalPolicy>();
   private readonly removedStats: string[] = [];
   private readonly thermalTimer: NodeJS.Timeout;
+  /** Preprocess completions when decode threads were last looked for (see lowerDecodeThreadPriority). */
+  private decodedAtLastRenice = 0;
   private readonly graphs = new Map<string, GraphEntry>();
   private readonly loadingGraphs = new Map<string, Promise<GraphEntry>>();
   private readonly cache: LruCache<string, { graph: GraphEntry; deviceId: string }>;
@@ -279,8 +281,12 @@ export class InferenceEngine extends EventEmitter {
     this.thermalTimer = setInterval(() => {
       this.checkThermal();
       this.tuneStages();
-      // libvips starts its threads on demand: renice the new ones once images are being decoded.
-      if (this.stages.preprocess.snapshot().completed > 0) void lowerDecodeThreadPriority();
+      // libvips starts its threads on demand: look for new ones only while images are being decoded.
+      const decoded = this.stages.preprocess.completedCount;
+      if (decoded !== this.decodedAtLastRenice) {
+        this.decodedAtLastRenice = decoded;
+        void lowerDecodeThreadPriority();
+      }
     }, options.thermalIntervalMs ?? 500);
     this.thermalTimer.unref();
   }

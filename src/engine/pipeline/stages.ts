@@ -74,6 +74,11 @@ export class Stage {
     return this.waiting.length;
   }
 
+  /** Requests that finished the stage so far. */
+  get completedCount(): number {
+    return this.completed;
+  }
+
   get running(): number {
     return this.active;
   }
