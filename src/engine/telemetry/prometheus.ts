@@ -37,19 +37,33 @@ export class PrometheusExporter {
   constructor(private readonly getEngine: () => InferenceEngine) {
     const registers = [this.registry];
     const stats = () => this.stats();
+    type Device = EngineStats['devices'][string];
+    type StageRow = EngineStats['pipeline']['stages'][keyof EngineStats['pipeline']['stages']];
+    type Row<L extends string> = [Partial<Record<L, string>>, number | null];
 
-    // Counters from the engine's totals: reset then inc to the total (prom-client counters have no set()).
-    const graphCounter = (name: string, help: string, field: GraphCounterField) =>
-      new Counter({
-        name,
-        help,
-        labelNames: ['graph'] as const,
-        registers,
-        collect() {
-          this.reset();
-          for (const g of Object.values(stats().graphs)) this.inc({ graph: g.name }, g[field]);
-        },
-      });
+    /**
+     * A metric whose series are read from the scrape's stats snapshot. A counter follows the
+     * engine's total (reset, then inc to the total: prom-client counters have no set()). A null
+     * value (not measured, no sensor) is left out rather than exported as 0.
+     */
+    const metric = <L extends string>(kind: 'gauge' | 'counter', name: string, help: string, labelNames: readonly L[], rows: () => Array<Row<L>>): void => {
+      const collect = function (this: Gauge<L> | Counter<L>): void {
+        this.reset();
+        for (const [labels, v] of rows()) {
+          if (v === null || !Number.isFinite(v)) continue;
+          if (this instanceof Gauge) this.set(labels, v);
+          else this.inc(labels, v);
+        }
+      };
+      const config = { name, help, labelNames, registers, collect };
+      if (kind === 'gauge') new Gauge(config);
+      else new Counter(config);
+    };
+    const graphs = () => Object.values(stats().graphs);
+    const devices = () => Object.values(stats().devices);
+    const liveDevices = () => devices().filter((d) => !d.removed);
+
+    const graphCounter = (name: string, help: string, field: GraphCounterField) => metric('counter', name, help, ['graph'], () => graphs().map((g) => [{ graph: g.name }, g[field]]));
     graphCounter('ncs2_tasks_submitted_total', 'Tasks submitted to a graph', 'submitted');
     graphCounter('ncs2_inferences_total', 'Tasks a graph completed', 'completed');
     graphCounter('ncs2_failures_total', 'Tasks that failed (after retries)', 'failed');
@@ -57,46 +71,14 @@ export class PrometheusExporter {
     graphCounter('ncs2_rejections_total', 'Tasks refused because the queue was full (reject policy)', 'rejected');
     graphCounter('ncs2_expired_total', 'Tasks that missed their deadline', 'expired');
     graphCounter('ncs2_retries_total', 'Task runs retried on another device after a device error', 'retried');
-    new Counter({
-      name: 'ncs2_device_inferences_total',
-      help: 'Tasks a device completed',
-      labelNames: ['device'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const d of Object.values(stats().devices)) this.inc({ device: d.deviceId }, d.completedTasks);
-      },
-    });
-    new Counter({
-      name: 'ncs2_device_failures_total',
-      help: 'Runs that failed on a device',
-      labelNames: ['device'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const d of Object.values(stats().devices)) this.inc({ device: d.deviceId }, d.failedTasks);
-      },
-    });
+    // Counters keep the removed devices getStats still lists, so their totals do not drop at a removal.
+    metric('counter', 'ncs2_device_inferences_total', 'Tasks a device completed', ['device'], () => devices().map((d) => [{ device: d.deviceId }, d.completedTasks]));
+    metric('counter', 'ncs2_device_failures_total', 'Runs that failed on a device', ['device'], () => devices().map((d) => [{ device: d.deviceId }, d.failedTasks]));
 
     this.taskLatency = new Histogram({ name: 'ncs2_task_latency_seconds', help: 'Submission to result per task', labelNames: ['graph', 'device'] as const, buckets: LATENCY_BUCKETS, registers });
     this.inferLatency = new Histogram({ name: 'ncs2_infer_seconds', help: "The runtime's own time per run carrying the task", labelNames: ['graph', 'device'] as const, buckets: LATENCY_BUCKETS, registers });
 
-    /** A gauge per device; a null value (not measured, no sensor) is left out rather than exported as 0. */
-    const deviceGauge = (name: string, help: string, value: (d: EngineStats['devices'][string]) => number | null) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['device'] as const,
-        registers,
-        collect() {
-          this.reset();
-          for (const d of Object.values(stats().devices)) {
-            if (d.removed) continue;
-            const v = value(d);
-            if (v !== null && Number.isFinite(v)) this.set({ device: d.deviceId }, v);
-          }
-        },
-      });
+    const deviceGauge = (name: string, help: string, value: (d: Device) => number | null) => metric('gauge', name, help, ['device'], () => liveDevices().map((d) => [{ device: d.deviceId }, value(d)]));
     deviceGauge('ncs2_device_in_flight', 'Runs on the device now', (d) => d.inFlight);
     deviceGauge('ncs2_device_max_in_flight', 'Runs the device accepts at once', (d) => d.maxInFlight);
     deviceGauge('ncs2_device_queue_depth', 'Tasks waiting that this device could take', (d) => d.queueDepths.inference);
@@ -109,112 +91,52 @@ export class PrometheusExporter {
 
     // Request stages (preprocess, toDevice, infer, fromDevice, postprocess). A stage no device has
     // (transfers on a CPU) is left out: it costs nothing and has nothing to show.
-    type StageRow = EngineStats['pipeline']['stages'][keyof EngineStats['pipeline']['stages']];
     const presentStages = () => Object.values(stats().pipeline.stages).filter((st) => st.present);
-    /** One series per present stage; counters follow the engine's totals (reset, then inc to the total). */
-    const perStage = (kind: 'gauge' | 'counter', name: string, help: string, value: (st: StageRow) => number) => {
-      const collect = function (this: Gauge<'stage'> | Counter<'stage'>): void {
-        this.reset();
-        for (const st of presentStages()) {
-          if (this instanceof Gauge) this.set({ stage: st.stage }, value(st));
-          else this.inc({ stage: st.stage }, value(st));
-        }
-      };
-      const config = { name, help, labelNames: ['stage'] as const, registers, collect };
-      return kind === 'gauge' ? new Gauge(config) : new Counter(config);
-    };
-    const stageGauge = (name: string, help: string, value: (st: StageRow) => number) => perStage('gauge', name, help, value);
-    stageGauge('ncs2_stage_queue_depth', 'Requests waiting for a slot of the stage', (st) => st.queued);
-    stageGauge('ncs2_stage_in_progress', 'Requests in the stage now', (st) => st.active);
-    stageGauge('ncs2_stage_concurrency', 'Slots of the stage (requests it works on at once)', (st) => st.concurrency);
-    stageGauge('ncs2_stage_busy_ratio', "Share of the stage's slots busy over the sliding window", (st) => st.busyShare);
-    stageGauge('ncs2_stage_bottleneck', '1 for the stage that limits throughput now (busiest), 0 for the others', (st) => (stats().pipeline.bottleneck?.stage === st.stage ? 1 : 0));
-    new Gauge({
-      name: 'ncs2_stage_latency_seconds',
-      help: 'Time in the stage per request once it had a slot (HDR histogram quantiles)',
-      labelNames: ['stage', 'quantile'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const st of presentStages()) {
-          if (!st.serviceMs.count) continue;
-          this.set({ stage: st.stage, quantile: '0.5' }, st.serviceMs.p50 / 1000);
-          this.set({ stage: st.stage, quantile: '0.99' }, st.serviceMs.p99 / 1000);
-        }
-      },
-    });
-    const stageCounter = (name: string, help: string, value: (st: StageRow) => number) => perStage('counter', name, help, value);
-    stageCounter('ncs2_stage_completed_total', 'Requests the stage finished', (st) => st.completed);
-    stageCounter('ncs2_stage_failed_total', 'Requests that failed in the stage (a corrupt image in preprocess)', (st) => st.failed);
-    stageCounter('ncs2_stage_rejected_total', "Requests refused because the stage's waiting queue was full", (st) => st.rejected);
+    const perStage = (kind: 'gauge' | 'counter', name: string, help: string, value: (st: StageRow) => number) => metric(kind, name, help, ['stage'], () => presentStages().map((st) => [{ stage: st.stage }, value(st)]));
+    perStage('gauge', 'ncs2_stage_queue_depth', 'Requests waiting for a slot of the stage', (st) => st.queued);
+    perStage('gauge', 'ncs2_stage_in_progress', 'Requests in the stage now', (st) => st.active);
+    perStage('gauge', 'ncs2_stage_concurrency', 'Slots of the stage (requests it works on at once)', (st) => st.concurrency);
+    perStage('gauge', 'ncs2_stage_busy_ratio', "Share of the stage's slots busy over the sliding window", (st) => st.busyShare);
+    perStage('gauge', 'ncs2_stage_bottleneck', '1 for the stage that limits throughput now (busiest), 0 for the others', (st) => (stats().pipeline.bottleneck?.stage === st.stage ? 1 : 0));
+    metric('gauge', 'ncs2_stage_latency_seconds', 'Time in the stage per request once it had a slot (HDR histogram quantiles)', ['stage', 'quantile'], () =>
+      presentStages()
+        .filter((st) => st.serviceMs.count > 0)
+        .flatMap((st): Array<Row<'stage' | 'quantile'>> => [
+          [{ stage: st.stage, quantile: '0.5' }, st.serviceMs.p50 / 1000],
+          [{ stage: st.stage, quantile: '0.99' }, st.serviceMs.p99 / 1000],
+        ]),
+    );
+    perStage('counter', 'ncs2_stage_completed_total', 'Requests the stage finished', (st) => st.completed);
+    perStage('counter', 'ncs2_stage_failed_total', 'Requests that failed in the stage (a corrupt image in preprocess)', (st) => st.failed);
+    perStage('counter', 'ncs2_stage_rejected_total', "Requests refused because the stage's waiting queue was full", (st) => st.rejected);
+
     /** One series per device and direction (to_device, from_device). */
-    const perDirection = (kind: 'gauge' | 'counter', name: string, help: string, value: (d: EngineStats['devices'][string]) => [number, number] | null) => {
-      const collect = function (this: Gauge<'device' | 'direction'> | Counter<'device' | 'direction'>): void {
-        this.reset();
-        for (const d of Object.values(stats().devices)) {
+    const perDirection = (kind: 'gauge' | 'counter', name: string, help: string, value: (d: Device) => [number, number] | null) =>
+      metric(kind, name, help, ['device', 'direction'], () =>
+        devices().flatMap((d): Array<Row<'device' | 'direction'>> => {
           const v = value(d);
-          if (!v) continue;
-          (['to_device', 'from_device'] as const).forEach((direction, i) => {
-            if (this instanceof Gauge) this.set({ device: d.deviceId, direction }, v[i]);
-            else this.inc({ device: d.deviceId, direction }, v[i]);
-          });
-        }
-      };
-      const config = { name, help, labelNames: ['device', 'direction'] as const, registers, collect };
-      return kind === 'gauge' ? new Gauge(config) : new Counter(config);
-    };
+          return v
+            ? [
+                [{ device: d.deviceId, direction: 'to_device' }, v[0]],
+                [{ device: d.deviceId, direction: 'from_device' }, v[1]],
+              ]
+            : [];
+        }),
+      );
     perDirection('counter', 'ncs2_device_transfer_bytes_total', "Bytes moved to and from a device (a stick's USB link; for a CPU device the tensors handed to its workers)", (d) => [d.transfer.bytesIn, d.transfer.bytesOut]);
     perDirection('gauge', 'ncs2_device_link_queue_depth', "Requests waiting for a stick's USB link, per direction", (d) => (d.removed || d.transfer.link === 'none' ? null : [d.queueDepths.toDevice, d.queueDepths.fromDevice]));
     deviceGauge('ncs2_device_link_utilization_ratio', "Busier direction's bytes/s over the stick's link payload rate (absent without a link)", (d) => d.transfer.bandwidthUtilization);
 
-    new Gauge({
-      name: 'ncs2_graph_queue_depth',
-      help: "Tasks waiting in a graph's queue",
-      labelNames: ['graph'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const g of Object.values(stats().graphs)) this.set({ graph: g.name }, g.queueDepth);
-      },
-    });
-    new Gauge({
-      name: 'ncs2_graph_queue_capacity',
-      help: "Bound of a graph's queue",
-      labelNames: ['graph'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const g of Object.values(stats().graphs)) this.set({ graph: g.name }, g.queueCapacity);
-      },
-    });
-    new Gauge({
-      name: 'ncs2_pool_hit_rate_ratio',
-      help: 'Buffer requests served from a memory pool',
-      labelNames: ['pool'] as const,
-      registers,
-      collect() {
-        this.reset();
-        for (const [pool, m] of Object.entries(stats().memory)) this.set({ pool }, m.bufferHitRate);
-      },
-    });
-    new Gauge({
-      name: 'ncs2_graph_cache_hit_rate_ratio',
-      help: 'Graph loads served from the compiled-graph cache',
-      registers,
-      collect() {
-        this.set(stats().graphCache.hitRate);
-      },
-    });
-    new Gauge({
-      name: 'ncs2_event_loop_delay_seconds',
-      help: "Main thread's event-loop delay (beyond the timer's due time)",
-      labelNames: ['quantile'] as const,
-      registers,
-      collect() {
-        const e = stats().eventLoopDelayMs;
-        this.set({ quantile: '0.5' }, e.p50 / 1000);
-        this.set({ quantile: '0.99' }, e.p99 / 1000);
-      },
+    metric('gauge', 'ncs2_graph_queue_depth', "Tasks waiting in a graph's queue", ['graph'], () => graphs().map((g) => [{ graph: g.name }, g.queueDepth]));
+    metric('gauge', 'ncs2_graph_queue_capacity', "Bound of a graph's queue", ['graph'], () => graphs().map((g) => [{ graph: g.name }, g.queueCapacity]));
+    metric('gauge', 'ncs2_pool_hit_rate_ratio', 'Buffer requests served from a memory pool', ['pool'], () => Object.entries(stats().memory).map(([pool, m]) => [{ pool }, m.bufferHitRate]));
+    metric('gauge', 'ncs2_graph_cache_hit_rate_ratio', 'Graph loads served from the compiled-graph cache', [], () => [[{}, stats().graphCache.hitRate]]);
+    metric('gauge', 'ncs2_event_loop_delay_seconds', "Main thread's event-loop delay (beyond the timer's due time)", ['quantile'], () => {
+      const e = stats().eventLoopDelayMs;
+      return [
+        [{ quantile: '0.5' }, e.p50 / 1000],
+        [{ quantile: '0.99' }, e.p99 / 1000],
+      ];
     });
   }
 
