@@ -56,7 +56,7 @@ describe('optimize on load: disk cache', function () {
     assert.notEqual(await optimizeCacheKey(bytes, { precision: 'int8', calibration: calib }), int8);
   });
 
-  it('runs the optimizer off the main thread and shares one run between concurrent loads', async function () {
+  it('shares one int8 run between concurrent loads, with the event loop answering meanwhile', async function () {
     const delay = monitorEventLoopDelay({ resolution: 5 });
     delay.enable();
     const [a, b] = await Promise.all([
