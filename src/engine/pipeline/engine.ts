@@ -16,7 +16,7 @@ import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../tele
 import { BatchController, DEFAULT_BATCHING, concatFeeds, shapeKey, splitOutputs, unbatchableReason, type BatchingOptions } from './batcher';
 import { DEFAULT_THERMAL_LIMITS, ThermalPolicy, type ThermalDecision, type ThermalLimits } from './thermal-policy';
 import { STAGES, Stage, TUNE_MIN_SAMPLES, chooseStageConcurrency, findBottleneck, tuneStageConcurrency, type Bottleneck, type ConcurrencyChoice, type StageName, type StageStats } from './stages';
-import { lowerDecodeThreadPriority } from '../host/decode-priority';
+import { backgroundPriority, lowerDecodeThreads, type BackgroundPriority } from '../host/thread-priority';
 
 export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
 
@@ -246,7 +246,7 @@ export class InferenceEngine extends EventEmitter {
   private readonly thermal = new Map<string, ThermalPolicy>();
   private readonly removedStats: string[] = [];
   private readonly thermalTimer: NodeJS.Timeout;
-  /** Preprocess completions when decode threads were last looked for (see lowerDecodeThreadPriority). */
+  /** Preprocess completions when decode threads were last looked for (see lowerDecodeThreads). */
   private decodedAtLastRenice = 0;
   private readonly graphs = new Map<string, GraphEntry>();
   private readonly loadingGraphs = new Map<string, Promise<GraphEntry>>();
@@ -263,6 +263,9 @@ export class InferenceEngine extends EventEmitter {
    */
   readonly stages: Record<StageName, Stage>;
   private concurrency: ConcurrencyChoice;
+
+  /** How decode and inference threads yield to the main thread (NCS2_BACKGROUND_PRIORITY; a bad value fails here). */
+  private readonly backgroundPriority: BackgroundPriority = backgroundPriority();
 
   constructor(private readonly options: EngineOptions = {}) {
     super();
@@ -285,7 +288,7 @@ export class InferenceEngine extends EventEmitter {
       const decoded = this.stages.preprocess.completedCount;
       if (decoded !== this.decodedAtLastRenice) {
         this.decodedAtLastRenice = decoded;
-        void lowerDecodeThreadPriority();
+        void lowerDecodeThreads(this.backgroundPriority);
       }
     }, options.thermalIntervalMs ?? 500);
     this.thermalTimer.unref();

@@ -3,14 +3,12 @@
  * the main thread (Node-RED's event loop) never blocks on an inference.
  */
 import { parentPort } from 'worker_threads';
-import { setPriority } from 'os';
 import { performance } from 'perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { Decoder, Encoder, decodeTask, encodeResult, type ToWorker, type FromWorker, type WorkerResult, type TensorRef } from './protocol';
 import type { SessionSettings } from '../device';
 import { viewOf } from '../../tensor';
-
-const WORKER_NICE = 10;
+import { lowerThisThread } from '../../host/thread-priority';
 
 type Fetches = Record<string, ort.Tensor | null>;
 interface SyncSession {
@@ -47,16 +45,10 @@ function loadNativeBinding(): { InferenceSession: new () => NativeSession } | un
 const native = loadNativeBinding();
 
 /**
- * Inference threads yield to Node-RED's main thread when both want a core: on Linux this lowers
- * only this thread, and the onnxruntime threads it starts inherit it. Measured on 2 cores with a
- * CNN saturating both workers: main event-loop p99 about 4 ms at equal priority, about 1.2 ms at
- * nice 10, throughput unchanged. Where lowering is not allowed, equal priority is kept.
+ * Inference yields to Node-RED's main thread when both want a core (see host/thread-priority): set
+ * before any session exists, so the onnxruntime threads this worker starts inherit it.
  */
-try {
-  setPriority(0, WORKER_NICE);
-} catch {
-  // not permitted here (some containers): run at the main thread's priority
-}
+lowerThisThread();
 
 function ortOptions(session: SessionSettings, threads: number, providers: string[], affinity?: string): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {

@@ -1,0 +1,83 @@
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import { execFileSync } from 'child_process';
+import sharp from 'sharp';
+import { backgroundPriority, lowerDecodeThreads } from '../../src/engine/host/thread-priority';
+import { CpuDevice } from '../../src/engine/devices/cpu/cpu-device';
+import { buildMlp } from '../../src/engine/graph/builder';
+
+/** Scheduling policy (SCHED_OTHER 0, SCHED_IDLE 5; field 41 of stat) and nice (field 19) of a thread. */
+function schedOf(tid: string): { policy: number; nice: number } {
+  const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { policy: Number(fields[38]), nice: Number(fields[16]) };
+}
+
+function threadsNamed(name: string): string[] {
+  return fs.readdirSync('/proc/self/task').filter((tid) => {
+    try {
+      return fs.readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim() === name;
+    } catch {
+      return false;
+    }
+  });
+}
+
+const SCHED_IDLE = 5;
+const hasChrt = (() => {
+  try {
+    execFileSync('chrt', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe('background threads yield to the main thread (host/thread-priority)', function () {
+  it('reads NCS2_BACKGROUND_PRIORITY, idle by default, and refuses other values by name', function () {
+    assert.equal(backgroundPriority({}), 'idle');
+    assert.equal(backgroundPriority({ NCS2_BACKGROUND_PRIORITY: 'nice' }), 'nice');
+    assert.throws(() => backgroundPriority({ NCS2_BACKGROUND_PRIORITY: 'low' }), /NCS2_BACKGROUND_PRIORITY must be one of idle, nice, normal; got "low"/);
+  });
+
+  it("puts libvips' decode threads in SCHED_IDLE (nice 10 without chrt), leaving the main thread alone", async function () {
+    const jpeg = await sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 10, g: 100, b: 200 } } }).jpeg().toBuffer();
+    await Promise.all([1, 2].map(() => sharp(jpeg).resize(224, 224).raw().toBuffer()));
+    const vips = threadsNamed('libvips worker');
+    assert.ok(vips.length > 0, 'sharp ran its libvips worker threads');
+    const count = await lowerDecodeThreads('idle');
+    assert.equal(count, threadsNamed('libvips worker').length);
+    for (const tid of vips) {
+      const s = schedOf(tid);
+      if (hasChrt) assert.equal(s.policy, SCHED_IDLE, `thread ${tid} is SCHED_IDLE`);
+      else assert.equal(s.nice, 10);
+    }
+    assert.equal(schedOf(String(process.pid)).policy, 0, 'the main thread keeps SCHED_OTHER');
+  });
+
+  it('the helper that lowers other threads does not keep the process alive', function () {
+    // A child process lowers one of its libvips threads and must then exit by itself.
+    const script = `
+      const sharp = require('sharp');
+      const { lowerDecodeThreads } = require(${JSON.stringify(require.resolve('../../src/engine/host/thread-priority'))});
+      sharp({ create: { width: 64, height: 64, channels: 3, background: 'red' } }).png().toBuffer()
+        .then(() => lowerDecodeThreads('idle'))
+        .then((n) => console.log('lowered', n));`;
+    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.match(out, /lowered [1-9]/);
+  });
+
+  it("a CPU device's workers and their onnxruntime threads run below the main thread", async function () {
+    const idleBefore = new Set(fs.readdirSync('/proc/self/task').filter((tid) => schedOf(tid).policy === SCHED_IDLE));
+    const device = new CpuDevice({ id: 'priority-test', workers: 1, threadsPerWorker: 2 });
+    try {
+      await device.load({ key: 'mlp', model: buildMlp({ inputSize: 16, hidden: [8], outputSize: 4, seed: 1 }), session: {} });
+      // The worker thread and the intra-op thread onnxruntime started in it (2 threads per worker).
+      const lowered = fs.readdirSync('/proc/self/task').filter((tid) => !idleBefore.has(tid) && (hasChrt ? schedOf(tid).policy === SCHED_IDLE : schedOf(tid).nice === 10));
+      assert.ok(lowered.length >= 2, `expected the worker and its onnxruntime thread lowered, found ${lowered.length} thread(s)`);
+      assert.equal(schedOf(String(process.pid)).policy, 0, 'the main thread keeps SCHED_OTHER');
+    } finally {
+      await device.close();
+    }
+  });
+});
