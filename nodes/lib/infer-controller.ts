@@ -1,6 +1,6 @@
 import { performance } from 'perf_hooks';
 import { QueueFullError } from '../../src/engine/errors';
-import { runInference, type InferenceOutcome } from '../../src/engine/io/infer';
+import { groupable, runInference, runInferenceGroup, type InferenceOutcome } from '../../src/engine/io/infer';
 import type { GraphLease, GraphState, GraphUser, LoadedGraph } from './graph-lease';
 import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red';
 import { StatusMeter, type StatusWords } from './status-meter';
@@ -64,6 +64,8 @@ export class InferController implements GraphUser {
   private readonly waiting: WaitingQueue<Pending>;
   private readonly meter: StatusMeter;
   private inFlight = 0;
+  /** Single-tensor messages of this event-loop turn, run as one engine request at its end (see runInferenceGroup). */
+  private gathered: { graph: LoadedGraph; items: Pending[] } | undefined;
   private idle: (() => void) | undefined;
   private closed = false;
   private readonly counts = { received: 0, answered: 0, failed: 0, dropped: 0, rejected: 0 };
@@ -188,11 +190,58 @@ export class InferController implements GraphUser {
 
   private run(graph: LoadedGraph, p: Pending): void {
     this.inFlight++;
-    void this.complete(graph, p).finally(() => {
-      this.inFlight--;
-      if (!this.closed) this.pump();
-      if (this.inFlight === 0 && this.idle) this.idle();
-    });
+    if (!this.options.split && !this.options.extras && groupable(graph.setup, graph.engine, p.msg.payload)) {
+      this.gather(graph, p);
+      return;
+    }
+    void this.complete(graph, p).finally(() => this.settled(1));
+  }
+
+  private settled(messages: number): void {
+    this.inFlight -= messages;
+    if (!this.closed) this.pump();
+    if (this.inFlight === 0 && this.idle) this.idle();
+  }
+
+  /**
+   * Node-RED delivers each message in its own setImmediate callback, so the messages of one turn
+   * arrive one by one; they leave together at the end of the turn, which adds no waiting.
+   */
+  private gather(graph: LoadedGraph, p: Pending): void {
+    if (this.gathered && this.gathered.graph !== graph) this.flushGathered();
+    if (!this.gathered) {
+      this.gathered = { graph, items: [] };
+      setImmediate(() => this.flushGathered());
+    }
+    this.gathered.items.push(p);
+  }
+
+  private flushGathered(): void {
+    const gathered = this.gathered;
+    this.gathered = undefined;
+    if (!gathered) return;
+    const { graph, items } = gathered;
+    const now = performance.now();
+    const requests = items.map((p) => ({ payload: p.msg.payload, startedAt: p.arrivedAt, waitedMs: now - p.arrivedAt }));
+    void runInferenceGroup(graph.engine, graph.setup, requests)
+      .then(
+        (outcomes) => outcomes.forEach((outcome, i) => this.conclude(items[i], outcome)),
+        (err: Error) => items.forEach((p) => this.conclude(p, err)),
+      )
+      .finally(() => this.settled(items.length));
+  }
+
+  private conclude(p: Pending, outcome: InferenceOutcome | Error): void {
+    if (outcome instanceof Error) {
+      if (isPolicyDrop(outcome)) this.drop(p);
+      else this.fail(p, outcome);
+      return;
+    }
+    p.msg.payload = outcome.payload;
+    p.msg.inference = outcome.inference;
+    this.meter.completed();
+    p.send(p.msg);
+    this.answer(p);
   }
 
   // Catches everything itself: a rejected promise in an input handler would stop Node-RED.

@@ -419,9 +419,10 @@ export function checkTensorInput(value: TensorInput, input: TensorInfo, where: s
   if (!Array.isArray(dims) || dims.length === 0 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
     throw new InputError(`${where}.dims must be an array of positive integers (batch first), e.g. ${shape(input.dims.map((d) => (typeof d === 'number' ? d : 1)))}; got ${JSON.stringify(dims)}`);
   }
-  const expected = `input ${dimLabel(input)}`;
+  // built only for an error message: this runs for every tensor message
+  const expected = () => `input ${dimLabel(input)}`;
   if (value.type !== undefined && value.type !== input.type) {
-    throw new InputError(`${where}.type is ${JSON.stringify(value.type)}, but ${expected} takes ${input.type}`);
+    throw new InputError(`${where}.type is ${JSON.stringify(value.type)}, but ${expected()} takes ${input.type}`);
   }
   const plain = Array.isArray(data);
   if (!plain) {
@@ -429,15 +430,15 @@ export function checkTensorInput(value: TensorInput, input: TensorInfo, where: s
     const fits = arrayType === input.type || (input.type === 'float16' && arrayType === 'uint16') || (input.type === 'bool' && arrayType === 'uint8');
     if (!fits) {
       const ctor = input.type === 'string' ? undefined : typedArrayCtor(input.type);
-      throw new InputError(`${where}.data must be ${ctor ? ctor.name : input.type} or a plain number array for ${expected}; got ${describeValue(data)}`);
+      throw new InputError(`${where}.data must be ${ctor ? ctor.name : input.type} or a plain number array for ${expected()}; got ${describeValue(data)}`);
     }
   }
   if (dims.length !== input.dims.length) {
-    throw new InputError(`${where}.dims ${shape(dims)} have ${dims.length} dims; ${expected} needs ${input.dims.length} (batch first)`);
+    throw new InputError(`${where}.dims ${shape(dims)} have ${dims.length} dims; ${expected()} needs ${input.dims.length} (batch first)`);
   }
   input.dims.forEach((d, i) => {
     if (typeof d === 'number' && d > 0 && dims[i] !== d) {
-      throw new InputError(`${where}.dims ${shape(dims)} do not fit ${expected}: dim ${i} is ${dims[i]}, expected ${d}`);
+      throw new InputError(`${where}.dims ${shape(dims)} do not fit ${expected()}: dim ${i} is ${dims[i]}, expected ${d}`);
     }
   });
   const length = (data as ArrayLike<unknown>).length;

@@ -385,7 +385,7 @@ export class InferenceEngine extends EventEmitter {
   }
 
   /** Runs a request's preprocessing in the preprocess stage's bounded slots. */
-  preprocess<T>(fn: () => Promise<T>): Promise<T> {
+  preprocess<T>(fn: () => Promise<T> | T): Promise<T> {
     return this.stages.preprocess.run(fn);
   }
 
@@ -691,6 +691,14 @@ export class InferenceEngine extends EventEmitter {
   private forgetServiceTimes(matches: (key: string) => boolean): void {
     for (const key of this.serviceMs.keys()) if (matches(key)) this.serviceMs.delete(key);
     for (const key of this.serviceAtLoad.keys()) if (matches(key)) this.serviceAtLoad.delete(key);
+  }
+
+  /**
+   * The batch cap the graph's dynamic batching uses now (the adaptive controller's choice), or
+   * undefined when the graph does not batch. Cheap: callers read it per request.
+   */
+  batchCap(graph: GraphHandle | string): number | undefined {
+    return this.graphs.get(typeof graph === 'string' ? graph : graph.id)?.batching?.controller.cap;
   }
 
   graphCount(): number {

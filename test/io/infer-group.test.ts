@@ -1,0 +1,81 @@
+import { strict as assert } from 'assert';
+import sharp from 'sharp';
+import { InferenceEngine, type GraphHandle } from '../../src/engine/pipeline/engine';
+import { buildMlp } from '../../src/engine/graph/builder';
+import { groupable, runInference, runInferenceGroup, type InferenceOutcome, type InferenceSetup } from '../../src/engine/io/infer';
+import type { RawOutput } from '../../src/engine/io/postprocess';
+
+const FEATURES = 16;
+
+function tensor(seed: number, rows = 1): { data: Float32Array; dims: number[]; type: 'float32' } {
+  return { data: new Float32Array(rows * FEATURES).map((_, i) => Math.sin(seed * 31 + i)), dims: [rows, FEATURES], type: 'float32' };
+}
+
+function outputOf(outcome: InferenceOutcome | Error): Float32Array {
+  if (outcome instanceof Error) throw outcome;
+  const outputs = outcome.payload as Record<string, RawOutput>;
+  return Object.values(outputs)[0].data as Float32Array;
+}
+
+describe('io/infer: requests that arrive together run as one engine request (runInferenceGroup)', function () {
+  this.timeout(30000);
+  let engine: InferenceEngine;
+  let batched: GraphHandle;
+  let unbatched: GraphHandle;
+  const setupOf = (handle: GraphHandle): InferenceSetup => ({ handle, image: new Error('tensors only'), maxBatch: 64, output: { kind: 'raw', format: 'typed' } });
+
+  before(async function () {
+    engine = new InferenceEngine();
+    engine.acquireDevice({ kind: 'cpu', id: 'cpu-group-test', workers: 1 });
+    // A fixed cap of 8 (not adaptive, which starts at 1 and grows with load).
+    batched = await engine.loadGraph(buildMlp({ inputSize: FEATURES, hidden: [8], outputSize: 4, seed: 3 }), { devices: ['cpu-group-test'], batching: { adaptive: false, maxBatchSize: 8, maxDelayMs: 0 } });
+    unbatched = await engine.loadGraph(buildMlp({ inputSize: FEATURES, hidden: [8], outputSize: 4, seed: 4 }), { devices: ['cpu-group-test'] });
+  });
+
+  after(async function () {
+    await engine.close();
+  });
+
+  it('only single tensors on a graph with dynamic batching are grouped', async function () {
+    const jpeg = await sharp({ create: { width: 8, height: 8, channels: 3, background: 'red' } }).jpeg().toBuffer();
+    assert.equal(groupable(setupOf(batched), engine, tensor(1)), true);
+    assert.equal(groupable(setupOf(batched), engine, [tensor(1)]), false, 'an array payload keeps its own batch');
+    assert.equal(groupable(setupOf(batched), engine, jpeg), false, 'images are decoded in the preprocess stage one by one');
+    assert.equal(groupable(setupOf(unbatched), engine, tensor(1)), false, 'a graph without batching runs each message alone');
+  });
+
+  it('gives each request its own rows, in order, identical to running them one by one, in one run per cap', async function () {
+    const setup = setupOf(batched);
+    const payloads = [tensor(1), tensor(2, 2), tensor(3), tensor(4), tensor(5), tensor(6), tensor(7), tensor(8), tensor(9)];
+    const alone: Float32Array[] = [];
+    for (const p of payloads) alone.push(outputOf(await runInference(engine, setup, p)));
+    const runsBefore = engine.getStats().graphs[batched.id].batching.runs;
+    const outcomes = await runInferenceGroup(engine, setup, payloads.map((payload) => ({ payload, startedAt: performance.now(), waitedMs: 0 })));
+    outcomes.forEach((o, i) => {
+      assert.deepEqual([...outputOf(o)], [...alone[i]], `request ${i}`);
+      assert.equal(outputOf(o).length, payloads[i].dims[0] * 4, `request ${i} gets its own ${payloads[i].dims[0]} row(s)`);
+    });
+    // 10 rows at a cap of 8: two runs (8 rows, then 2), not nine.
+    assert.equal(engine.getStats().graphs[batched.id].batching.runs - runsBefore, 2);
+    assert.deepEqual(
+      outcomes.map((o) => (o as InferenceOutcome).inference.batchSize),
+      [8, 8, 8, 8, 8, 8, 8, 2, 2],
+    );
+  });
+
+  it('a bad request fails alone with its own error; plain number arrays are converted', async function () {
+    const setup = setupOf(batched);
+    const plain = { data: Array.from(tensor(5).data), dims: [1, FEATURES] };
+    const requests = [tensor(1), { data: new Float32Array(3), dims: [1, 3], type: 'float32' }, plain, { data: ['x', ...new Array(FEATURES - 1).fill(0)], dims: [1, FEATURES] }, tensor(2)].map((payload) => ({
+      payload,
+      startedAt: performance.now(),
+      waitedMs: 0,
+    }));
+    const outcomes = await runInferenceGroup(engine, setup, requests);
+    assert.match((outcomes[1] as Error).message, /msg\.payload\.dims \[1, 3\] do not fit input '[^']+' float32\[[^\]]+\]: dim 1 is 3, expected 16/);
+    assert.match((outcomes[3] as Error).message, /msg\.payload\.data\[0\] must be a number, got a string/);
+    assert.deepEqual([...outputOf(outcomes[0])], [...outputOf(await runInference(engine, setup, tensor(1)))]);
+    assert.deepEqual([...outputOf(outcomes[2])], [...outputOf(await runInference(engine, setup, tensor(5)))]);
+    assert.deepEqual([...outputOf(outcomes[4])], [...outputOf(await runInference(engine, setup, tensor(2)))]);
+  });
+});
