@@ -10,6 +10,8 @@ export interface FakeDeviceOptions {
   /** Decides per run whether it fails (called with the run's ordinal). */
   failWhen?: (ordinal: number) => boolean;
   failLoad?: boolean;
+  /** Declares that the device throttles without telling (as a stick does). */
+  throttlesSilently?: boolean;
 }
 
 /**
@@ -30,10 +32,18 @@ export class FakeDevice implements Device {
   closed = false;
   private readonly timers = new Set<{ timer: NodeJS.Timeout; reject: (e: Error) => void }>();
 
+  readonly throttlesSilently: boolean;
+
   constructor(private readonly options: FakeDeviceOptions) {
+    this.throttlesSilently = options.throttlesSilently ?? false;
     this.info = { name: `fake ${options.id}`, description: 'test device', simulated: false };
     this.parallelism = options.parallelism ?? 1;
     this.maxInFlight = options.maxInFlight ?? 2;
+  }
+
+  /** Changes the run time from now on (a device slowing down). */
+  setServiceMs(ms: number): void {
+    this.options.serviceMs = ms;
   }
 
   get id(): string {

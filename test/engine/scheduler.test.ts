@@ -34,6 +34,28 @@ describe('scheduler', function () {
     results.forEach((r, i) => assert.equal((r.outputs.output.data as Float32Array)[0], i));
   });
 
+  it('reads a run time rising at the same load as throttling only on devices that throttle silently', async function () {
+    const stick = new FakeDevice({ id: 'stick', serviceMs: 2, maxInFlight: 1, throttlesSilently: true });
+    const cpu = new FakeDevice({ id: 'cpu', serviceMs: 2, maxInFlight: 1 });
+    engine = new InferenceEngine({ devices: [stick, cpu], thermalIntervalMs: 60_000 });
+    const g = await engine.loadGraph(model);
+    const runOn = async (deviceId: string, n: number) => {
+      for (let i = 0; i < n; i++) await engine.submit(g, feeds(i), { deviceId });
+    };
+    await Promise.all([runOn('stick', 25), runOn('cpu', 25)]);
+    engine.checkThermal();
+    assert.deepEqual([engine.getStats().devices.stick.thermal.state, engine.getStats().devices.cpu.thermal.state], ['normal', 'normal']);
+    // Both slow down 4x at the same load (one run at a time).
+    stick.setServiceMs(8);
+    cpu.setServiceMs(8);
+    await Promise.all([runOn('stick', 25), runOn('cpu', 25)]);
+    engine.checkThermal();
+    const stats = engine.getStats().devices;
+    assert.notEqual(stats.stick.thermal.state, 'normal', 'the stick is judged hot from its run times');
+    assert.match(stats.stick.thermal.reason, /service time \d+\.\d+x its best: throttling suspected/);
+    assert.equal(stats.cpu.thermal.state, 'normal', "the CPU device's slower runs are contention, not heat");
+  });
+
   it('gives a faster device a larger share, by measured service time', async function () {
     const fast = new FakeDevice({ id: 'fast', serviceMs: 2, maxInFlight: 2 });
     const slow = new FakeDevice({ id: 'slow', serviceMs: 12, maxInFlight: 2 });

@@ -90,6 +90,12 @@ export interface Device {
   readonly maxInFlight: number;
   /** Requests the device works on at the same time (a CPU device's workers, a stick's executors). */
   readonly parallelism: number;
+  /**
+   * The device may slow itself down without saying so (a stick's firmware throttling), so a run time
+   * rising above its best at the same load counts as throttling. Not for a CPU device: its run time
+   * rises with any other load on the host, which is contention, and its temperature is read directly.
+   */
+  readonly throttlesSilently?: boolean;
   load(request: LoadRequest): Promise<DeviceGraph>;
   unload(key: string): Promise<void>;
   run(request: RunRequest): Promise<RunResult>;

@@ -321,12 +321,10 @@ export class InferenceEngine extends EventEmitter {
       const policy = this.thermal.get(device.id)!;
       const before = policy.state;
       const t = device.telemetry();
-      // A CPU device's run time rises with any other load on the host (other processes, the main
-      // thread), which is contention, not throttling, and its own temperature is read directly:
-      // measured on a busy 2-core host, the ratio read 1.8-42x at a normal temperature and the
-      // quarter share that followed left one run in flight and one worker idle. Slowdown is the
-      // signal for sticks, whose firmware throttles silently.
-      const slowdown = device.kind === 'cpu' ? undefined : this.slowdown(device.id);
+      // Measured on a busy 2-core host, a CPU device's ratio read 1.8-42x at a normal temperature,
+      // and the quarter share that followed left one worker idle: only devices that throttle
+      // silently are judged by it.
+      const slowdown = device.throttlesSilently ? this.slowdown(device.id) : undefined;
       const decision = policy.update({ temperatureC: t.temperatureC, throttleLevel: t.throttleLevel, slowdown });
       if (decision.state !== before) {
         this.emit('thermal', { deviceId: device.id, temperatureC: t.temperatureC, ...decision, previous: before });

@@ -98,6 +98,8 @@ const LATE_TOLERANCE_MS = 1;
 export class SimNcs2Device extends EventEmitter implements Device {
   readonly id: string;
   readonly kind = 'sim-ncs2' as const;
+  /** As the sticks it models: a real NCS2 reports no throttle state over USB, so run times are the signal. */
+  readonly throttlesSilently = true;
   readonly info: DeviceInfo;
   readonly maxInFlight: number;
   readonly parallelism: number;
