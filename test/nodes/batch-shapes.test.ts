@@ -57,6 +57,49 @@ describe('mixed shapes in one batch (engine and nodes)', function () {
     }
   });
 
+  describe('ncs2-infer: single tensors that arrive together on a batching graph', function () {
+    useNodeRedServer();
+    let dir: string;
+
+    before(function () {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ncs2-group-'));
+      fs.writeFileSync(path.join(dir, 'relu.onnx'), reluModel());
+    });
+    after(function () {
+      fs.rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('each message gets its own rows in its own message; a bad one fails alone; shapes that differ run apart', async function () {
+      const flow = buildFlow({ observers: true, graph: { model: path.join(dir, 'relu.onnx'), preset: 'raw', batching: true, batchMaxSize: 16, batchTargetMs: 20 } });
+      await helper.load(NCS2_NODES, flow);
+      const out = collect('out');
+      const caught = collect('caught') as CaughtMessage[];
+      // The model loads first, so the five messages below reach the engine in one turn.
+      node('infer').receive({ payload: row([0]), topic: 'warm-up' });
+      await waitFor(() => out.length === 1, 'the model loaded');
+      out.length = 0;
+      node('infer').receive({ payload: row([1, -2, 3]), topic: 'three', _msgid: 'm1' });
+      node('infer').receive({ payload: row([5, 6, -7, 8, 9]), topic: 'five', _msgid: 'm2' });
+      node('infer').receive({ payload: { data: new Float32Array(5), dims: [1, 3] }, topic: 'bad', _msgid: 'm3' });
+      node('infer').receive({ payload: row([-1, 2, 3, 4, 5, -6], 2), topic: 'two rows', _msgid: 'm4' });
+      node('infer').receive({ payload: row([-4, 4, -4]), topic: 'three again', _msgid: 'm5' });
+      await waitFor(() => out.length === 4 && caught.length === 1, 'four results and one error');
+      const byTopic = new Map(out.map((m) => [m.topic, m]));
+      const y = (topic: string) => (byTopic.get(topic)!.payload as { y: { data: number[]; dims: number[] } }).y;
+      assert.deepEqual(y('three').data, [1, 0, 3]);
+      assert.deepEqual(y('three').dims, [1, 3]);
+      assert.deepEqual(y('five').data, [5, 6, 0, 8, 9]);
+      assert.deepEqual(y('two rows'), { data: [0, 2, 3, 4, 5, 0], dims: [2, 3] });
+      assert.deepEqual(y('three again').data, [0, 4, 0]);
+      assert.deepEqual(out.map((m) => m._msgid).sort(), ['m1', 'm2', 'm4', 'm5'], 'each result leaves in its own message');
+      assert.equal(caught[0].topic, 'bad');
+      assert.match(caught[0].error.message, /dims \[1, 3\] need 3 elements, .*data has 5/);
+      await settle();
+      const c = inferNodeCounts().find((n) => n.node === 'infer')!;
+      assert.deepEqual([c.received, c.answered, c.failed, c.dropped, c.rejected, c.held], [6, 5, 1, 0, 0, 0]);
+    });
+  });
+
   describe('ncs2-batch -> ncs2-infer (split results, node backpressure on)', function () {
     useNodeRedServer();
     let dir: string;
