@@ -34,7 +34,7 @@ export interface InferControllerOptions {
    * the node; beyond that the policy applies. Absent: only the device config's queue bounds it.
    */
   backpressure?: Backpressure;
-  /** Annotated image and/or crops of the result's boxes (detection presets; not with split). */
+  /** Annotated image and/or crops of the result's boxes (detection presets), per item with split. */
   extras?: ResultExtras;
 }
 
@@ -289,6 +289,7 @@ export class InferController implements GraphUser {
           const outcome = await runInference(graph.engine, graph.setup, item.payload, p.arrivedAt, waitedMs);
           item.msg.payload = outcome.payload;
           item.msg.inference = outcome.inference;
+          if (this.options.extras) await applyResultExtras(this.options.extras, item.msg, item.payload);
           this.meter.completed();
           p.send(item.msg);
         } catch (err) {

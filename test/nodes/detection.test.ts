@@ -10,6 +10,7 @@ import type { TextResult } from '../../src/engine/io/ocr';
 import type { RegionItem } from '../../nodes/lib/result-extras';
 import { DataType, encodeModel, makeFloatTensor, makeModel, makeNode, makeValueInfo } from '../../src/engine/graph/onnx';
 import { parseGraphSettings, parseInferSettings } from '../../nodes/lib/settings';
+import batchNode = require('../../nodes/ncs2-batch');
 import { NCS2_NODES, ROOT, TAB, buildFlow, collect, graphLease, helper, node, waitFor, useNodeRedServer } from './support';
 
 const DETECTOR = path.join(ROOT, 'models', 'digit-detector');
@@ -80,6 +81,29 @@ describe('ncs2-graph detection and OCR presets, ncs2-infer annotate and crop reg
       assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 320, 240]);
     }
     assert.ok(matched >= truths - 1, `${matched} of ${truths} digits found with the right label at IoU >= 0.5`);
+  });
+
+  it('with split results each item of a batch gets its own annotated image and crops; a tensor item fails alone', async function () {
+    const flow = buildFlow({ observers: true, graph: detectorGraph });
+    Object.assign(flow.find((n) => (n as { id: string }).id === 'infer')!, { split: true, annotate: true, crop: true, cropPadding: 0 });
+    flow.push({ id: 'batch', type: 'ncs2-batch', z: TAB, mode: 'count', count: 3, timeout: 0, maxItems: 16, wires: [['infer']] });
+    await helper.load([...NCS2_NODES, batchNode], flow);
+    const out = collect('out');
+    const caught = collect('caught') as unknown as Array<Caught & { topic: string }>;
+    node('batch').receive({ payload: camera(0), topic: 'frame 0' });
+    node('batch').receive({ payload: { data: new Float32Array(128 * 128), dims: [1, 1, 128, 128] }, topic: 'tensor' });
+    node('batch').receive({ payload: camera(1), topic: 'frame 1' });
+    await waitFor(() => out.length === 2 && caught.length === 1, 'two frames answered, the tensor failed');
+    for (const msg of out) {
+      const meta = await sharp(msg.annotated as Buffer).metadata();
+      assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', 320, 240], `${msg.topic as string}: its own annotated frame`);
+      const regions = msg.regions as RegionItem[];
+      const k = msg.topic === 'frame 0' ? 0 : 1;
+      assert.ok(regions.length >= CAMERA.samples[k].boxes.length - 1, `${msg.topic as string}: its own regions`);
+      assert.equal((msg.payload as RawImage[]).length, regions.length, 'one crop per region');
+    }
+    assert.equal(caught[0].topic, 'tensor');
+    assert.match(caught[0].error.message, /annotate and crop regions need image input/);
   });
 
   it('two stages: crops of the detected digits run through the MNIST classifier as one batch, results in the order of msg.regions', async function () {
