@@ -48,6 +48,12 @@ function isDistribution(data: ArrayLike<number>, start: number, length: number):
   return Math.abs(sum - 1) <= PROBABILITY_TOLERANCE;
 }
 
+function expSum(data: ArrayLike<number>, start: number, length: number, max: number): number {
+  let sum = 0;
+  for (let i = start; i < start + length; i++) sum += Math.exp(data[i] - max);
+  return sum;
+}
+
 /** Indices of the k largest values of one row, largest first (ties keep the lower index first). */
 export function topIndices(data: ArrayLike<number>, start: number, length: number, k: number): number[] {
   const best: number[] = [];
@@ -96,8 +102,9 @@ export function classify(outputs: Record<string, TensorData>, options: Classific
     let toScore = (v: number) => v;
     if (mode === 'always' || (mode === 'auto' && !isDistribution(data, start, classes))) {
       const max = data[start + top[0]];
-      let sum = 0;
-      for (let i = start; i < start + classes; i++) sum += Math.exp(data[i] - max);
+      // summed outside the closure: a captured variable lives in a context, where every += of a
+      // double allocated a heap number (1,000 classes: 16 KB of garbage per result)
+      const sum = expSum(data, start, classes, max);
       toScore = (v) => Math.exp(v - max) / sum;
     }
     const scored = top.map((index) => ({ index, label: labels[index] ?? String(index), score: toScore(data[start + index]) }));

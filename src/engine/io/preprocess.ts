@@ -258,10 +258,14 @@ function headerOf(image: Buffer): string {
 export async function decodeImage(image: ImageSource, spec: ImageSpec): Promise<DecodedImage> {
   const raw = isRawImage(image) ? checkRawImage(image) : undefined;
   const bytes = raw ? raw.data.length : (image as Buffer).length;
+  // One sharp instance reads the header and then decodes: each holds a large options object that
+  // lives as long as the decode, and a second one per image was most of what the main thread's
+  // heap promoted per frame. The size limit is checked on the header below, with the reason.
+  let pipeline = sharpSource(image, { limitInputPixels: false });
   let meta: Metadata;
   try {
     // Header only: cheap, and it lets an oversized image be refused with its size before any decoding.
-    meta = raw ? ({ format: 'raw', width: raw.width, height: raw.height } as Metadata) : await sharp(image as Buffer, { limitInputPixels: false }).metadata();
+    meta = raw ? ({ format: 'raw', width: raw.width, height: raw.height } as Metadata) : await pipeline.metadata();
   } catch (err) {
     throw new InputError(`expected an encoded JPEG, PNG or WebP image; got ${bytes} bytes (starting ${headerOf(image as Buffer)}) that cannot be decoded: ${(err as Error).message.split('\n')[0]}`);
   }
@@ -277,8 +281,7 @@ export async function decodeImage(image: ImageSource, spec: ImageSpec): Promise<
   }
 
   const { width, height } = spec;
-  // sharp's limit stays on as the decoder's own guard (the header check above is what explains it).
-  let pipeline = sharpSource(image, { limitInputPixels: spec.maxInputPixels }).rotate().removeAlpha();
+  pipeline = pipeline.rotate().removeAlpha();
   pipeline = spec.channels === 1 ? pipeline.grayscale() : pipeline.toColourspace('srgb');
   let geometry: ImageGeometry;
   if (spec.resize === 'letterbox' || spec.resize === 'top-left') {
