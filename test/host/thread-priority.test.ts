@@ -55,6 +55,23 @@ describe('background threads yield to the main thread (host/thread-priority)', f
     assert.equal(schedOf(String(process.pid)).policy, 0, 'the main thread keeps SCHED_OTHER');
   });
 
+  it('a CPU device still starts its workers when NCS2_BACKGROUND_PRIORITY is bad (they take nice 10)', async function () {
+    const before = process.env.NCS2_BACKGROUND_PRIORITY;
+    process.env.NCS2_BACKGROUND_PRIORITY = 'lowest';
+    const existing = new Set(fs.readdirSync('/proc/self/task'));
+    const device = new CpuDevice({ id: 'priority-bad-env', workers: 1, threadsPerWorker: 1 });
+    try {
+      const graph = await device.load({ key: 'mlp', model: buildMlp({ inputSize: 4, hidden: [4], outputSize: 2, seed: 2 }), session: {} });
+      assert.equal(graph.outputNames.length, 1);
+      const niced = fs.readdirSync('/proc/self/task').filter((tid) => !existing.has(tid) && schedOf(tid).policy === 0 && schedOf(tid).nice === 10);
+      assert.ok(niced.length >= 1, 'the worker runs at nice 10');
+    } finally {
+      if (before === undefined) delete process.env.NCS2_BACKGROUND_PRIORITY;
+      else process.env.NCS2_BACKGROUND_PRIORITY = before;
+      await device.close();
+    }
+  });
+
   it('the helper that lowers other threads does not keep the process alive', function () {
     // A child process lowers one of its libvips threads and must then exit by itself.
     const script = `

@@ -11,8 +11,9 @@ import { EngineError } from '../errors';
  * - 'idle' (default): Linux's SCHED_IDLE policy. They still get every cycle nobody else wants, but
  *   a waking main thread takes the core at once. With only a higher nice value it waited for the
  *   next scheduler tick (4 ms at HZ 250) whenever every core was busy: 2 cores decoding 1080p JPEGs
- *   and inferring measured event-loop p99 8-9 ms at nice 5/10, 4.7-5.9 ms with SCHED_IDLE. Node has
- *   no API for scheduling policies, so util-linux's `chrt` sets it; without chrt, 'nice' applies.
+ *   and inferring measured event-loop p99 8.7 ms at nice 5/10, 5.7-6.4 ms with SCHED_IDLE (medians
+ *   of 3 rounds of bench:pipeline, three runs). Node has no API for scheduling policies, so
+ *   util-linux's `chrt` sets it; without chrt, 'nice' applies.
  * - 'nice': nice 10, for hosts where other programs must not get ahead of inference.
  * - 'normal': the process's own priority.
  *

@@ -48,7 +48,13 @@ const native = loadNativeBinding();
  * Inference yields to Node-RED's main thread when both want a core (see host/thread-priority): set
  * before any session exists, so the onnxruntime threads this worker starts inherit it.
  */
-lowerThisThread();
+try {
+  lowerThisThread();
+} catch {
+  // A bad NCS2_BACKGROUND_PRIORITY: the engine refuses it by name; a worker started without one
+  // must still run (a throw here would end it, and its device would start another, forever).
+  lowerThisThread('nice');
+}
 
 function ortOptions(session: SessionSettings, threads: number, providers: string[], affinity?: string): ort.InferenceSession.SessionOptions {
   const options: ort.InferenceSession.SessionOptions = {
