@@ -34,9 +34,9 @@ const hasChrt = (() => {
 })();
 
 describe('background threads yield to the main thread (host/thread-priority)', function () {
-  it('reads NCS2_BACKGROUND_PRIORITY, idle by default, and refuses other values by name', function () {
-    assert.equal(backgroundPriority({}), 'idle');
-    assert.equal(backgroundPriority({ NCS2_BACKGROUND_PRIORITY: 'nice' }), 'nice');
+  it('reads NCS2_BACKGROUND_PRIORITY, nice by default, and refuses other values by name', function () {
+    assert.equal(backgroundPriority({}), 'nice');
+    assert.equal(backgroundPriority({ NCS2_BACKGROUND_PRIORITY: 'idle' }), 'idle');
     assert.throws(() => backgroundPriority({ NCS2_BACKGROUND_PRIORITY: 'low' }), /NCS2_BACKGROUND_PRIORITY must be one of idle, nice, normal; got "low"/);
   });
 
@@ -84,17 +84,29 @@ describe('background threads yield to the main thread (host/thread-priority)', f
     assert.match(out, /lowered [1-9]/);
   });
 
-  it("a CPU device's workers and their onnxruntime threads run below the main thread", async function () {
-    const idleBefore = new Set(fs.readdirSync('/proc/self/task').filter((tid) => schedOf(tid).policy === SCHED_IDLE));
-    const device = new CpuDevice({ id: 'priority-test', workers: 1, threadsPerWorker: 2 });
+  /** Threads a new 1 x 2 CPU device starts (its worker and the onnxruntime thread in it), as {policy, nice}. */
+  async function newDeviceThreads(priority: string | undefined): Promise<Array<{ policy: number; nice: number }>> {
+    const before = process.env.NCS2_BACKGROUND_PRIORITY;
+    if (priority === undefined) delete process.env.NCS2_BACKGROUND_PRIORITY;
+    else process.env.NCS2_BACKGROUND_PRIORITY = priority;
+    const existing = new Set(fs.readdirSync('/proc/self/task'));
+    const device = new CpuDevice({ id: `priority-${priority ?? 'default'}`, workers: 1, threadsPerWorker: 2 });
     try {
       await device.load({ key: 'mlp', model: buildMlp({ inputSize: 16, hidden: [8], outputSize: 4, seed: 1 }), session: {} });
-      // The worker thread and the intra-op thread onnxruntime started in it (2 threads per worker).
-      const lowered = fs.readdirSync('/proc/self/task').filter((tid) => !idleBefore.has(tid) && (hasChrt ? schedOf(tid).policy === SCHED_IDLE : schedOf(tid).nice === 10));
-      assert.ok(lowered.length >= 2, `expected the worker and its onnxruntime thread lowered, found ${lowered.length} thread(s)`);
-      assert.equal(schedOf(String(process.pid)).policy, 0, 'the main thread keeps SCHED_OTHER');
+      return fs.readdirSync('/proc/self/task').filter((tid) => !existing.has(tid)).map(schedOf);
     } finally {
+      if (before === undefined) delete process.env.NCS2_BACKGROUND_PRIORITY;
+      else process.env.NCS2_BACKGROUND_PRIORITY = before;
       await device.close();
     }
+  }
+
+  it("a CPU device's workers and their onnxruntime threads run at nice 10 by default, in SCHED_IDLE when asked", async function () {
+    const byDefault = await newDeviceThreads(undefined);
+    assert.ok(byDefault.filter((t) => t.policy === 0 && t.nice === 10).length >= 2, `worker and onnxruntime thread at nice 10: ${JSON.stringify(byDefault)}`);
+    const idle = await newDeviceThreads('idle');
+    const lowered = idle.filter((t) => (hasChrt ? t.policy === SCHED_IDLE : t.nice === 10));
+    assert.ok(lowered.length >= 2, `worker and onnxruntime thread in SCHED_IDLE: ${JSON.stringify(idle)}`);
+    assert.deepEqual(schedOf(String(process.pid)).policy, 0, 'the main thread keeps SCHED_OTHER');
   });
 });

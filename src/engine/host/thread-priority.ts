@@ -8,13 +8,15 @@ import { EngineError } from '../errors';
  * The engine's CPU-heavy threads (inference workers with the onnxruntime threads they start, and
  * libvips' decode threads) give way to the main thread, which runs Node-RED's event loop.
  *
- * - 'idle' (default): Linux's SCHED_IDLE policy. They still get every cycle nobody else wants, but
- *   a waking main thread takes the core at once. With only a higher nice value it waited for the
- *   next scheduler tick (4 ms at HZ 250) whenever every core was busy: 2 cores decoding 1080p JPEGs
- *   and inferring measured event-loop p99 8.7 ms at nice 5/10, 5.7-6.4 ms with SCHED_IDLE (medians
- *   of 3 rounds of bench:pipeline, three runs). Node has no API for scheduling policies, so
- *   util-linux's `chrt` sets it; without chrt, 'nice' applies.
- * - 'nice': nice 10, for hosts where other programs must not get ahead of inference.
+ * - 'nice' (default): nice 10. When every core is busy a waking main thread can still wait for the
+ *   next scheduler tick (4 ms at HZ 250) behind them, but they keep a fair share against other
+ *   programs.
+ * - 'idle': Linux's SCHED_IDLE class, for a box that does nothing else. A waking main thread takes
+ *   the core at once: 2 cores decoding 1080p JPEGs and inferring measured event-loop p99 8.7 ms at
+ *   nice 5/10 and 5.7-6.4 ms in SCHED_IDLE (medians of 3 rounds of bench:pipeline, three runs).
+ *   But they get almost nothing while other programs keep every core busy: with two busy loops on
+ *   this 2-core host the simulated sticks' host work stalled. Node has no API for scheduling
+ *   classes, so util-linux's `chrt` sets it; without chrt, 'nice' applies.
  * - 'normal': the process's own priority.
  *
  * Chosen with NCS2_BACKGROUND_PRIORITY; the worker threads read it from the same environment.
@@ -28,7 +30,7 @@ const CHRT_TIMEOUT_MS = 2000;
 
 export function backgroundPriority(env: NodeJS.ProcessEnv = process.env): BackgroundPriority {
   const value = env.NCS2_BACKGROUND_PRIORITY;
-  if (value === undefined || value === '') return 'idle';
+  if (value === undefined || value === '') return 'nice';
   if ((PRIORITIES as string[]).includes(value)) return value as BackgroundPriority;
   throw new EngineError(`NCS2_BACKGROUND_PRIORITY must be one of ${PRIORITIES.join(', ')}; got ${JSON.stringify(value)}`, 'CONFIG_INVALID');
 }
