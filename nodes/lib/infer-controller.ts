@@ -205,7 +205,7 @@ export class InferController implements GraphUser {
 
   /**
    * Node-RED delivers each message in its own setImmediate callback, so the messages of one turn
-   * arrive one by one; they leave together at the end of the turn, which adds no waiting.
+   * arrive one by one; they leave together after it, which adds at most one pass of the event loop.
    */
   private gather(graph: LoadedGraph, p: Pending): void {
     if (this.gathered && this.gathered.graph !== graph) this.flushGathered();
@@ -239,9 +239,14 @@ export class InferController implements GraphUser {
     }
     p.msg.payload = outcome.payload;
     p.msg.inference = outcome.inference;
-    this.meter.completed();
-    p.send(p.msg);
-    this.answer(p);
+    try {
+      this.meter.completed();
+      p.send(p.msg);
+      this.answer(p);
+    } catch (err) {
+      // as in complete(): a throw here must not leave the other messages of the group unanswered
+      this.fail(p, err as Error);
+    }
   }
 
   // Catches everything itself: a rejected promise in an input handler would stop Node-RED.
