@@ -78,4 +78,11 @@ describe('io/infer: requests that arrive together run as one engine request (run
     assert.deepEqual([...outputOf(outcomes[2])], [...outputOf(await runInference(engine, setup, tensor(5)))]);
     assert.deepEqual([...outputOf(outcomes[4])], [...outputOf(await runInference(engine, setup, tensor(2)))]);
   });
+
+  it('a result that cannot be shaped fails every request of its run, and the group still settles', async function () {
+    const setup: InferenceSetup = { ...setupOf(batched), output: { kind: 'classification', outputName: 'no-such-output' } };
+    const outcomes = await runInferenceGroup(engine, setup, [tensor(1), tensor(2)].map((payload) => ({ payload, startedAt: performance.now(), waitedMs: 0 })));
+    assert.equal(outcomes.length, 2);
+    for (const o of outcomes) assert.match((o as Error).message, /the model has no output 'no-such-output'/);
+  });
 });

@@ -135,7 +135,7 @@ export function groupable(setup: InferenceSetup, engine: EngineLike, payload: un
  * and each gets its own rows of the result. One engine request per group instead of one per
  * message: at tens of thousands of small messages a second the per-request engine work (a task,
  * a promise, queueing, statistics) cost more than the inference itself. Outcomes come back in
- * request order, each a result or its own error.
+ * request order, each a result or its own error; the returned promise does not reject.
  */
 export async function runInferenceGroup(engine: EngineLike, setup: InferenceSetup, requests: GroupRequest[], allocator = engineAllocator(engine)): Promise<Array<InferenceOutcome | Error>> {
   const input = setup.handle.info.inputs[0];
@@ -215,7 +215,14 @@ async function runGroup(
   }
   const parts = splitOutputs(result.outputs, members.map((m) => m.tensor.dims[0]));
   const shape = () => members.map((m, i) => shapeResult({ ...result, outputs: parts[i] }, setup.output, false, new Array<null>(m.tensor.dims[0]).fill(null)));
-  const shaped = engine.postprocess ? engine.postprocess(shape) : shape();
+  let shaped: InferencePayload[];
+  try {
+    shaped = engine.postprocess ? engine.postprocess(shape) : shape();
+  } catch (err) {
+    // settled here, not by rejecting: the group's other runs may still be in the engine
+    for (const m of members) outcomes[m.index] = err as Error;
+    return;
+  }
   const t = result.timings;
   const done = performance.now();
   members.forEach((m, i) => {
