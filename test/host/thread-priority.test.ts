@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import { execFileSync } from 'child_process';
 import sharp from 'sharp';
-import { backgroundPriority, lowerDecodeThreads } from '../../src/engine/host/thread-priority';
+import { backgroundPriority, lowerBackgroundThreads } from '../../src/engine/host/thread-priority';
 import { CpuDevice } from '../../src/engine/devices/cpu/cpu-device';
 import { buildMlp } from '../../src/engine/graph/builder';
 
@@ -40,19 +40,21 @@ describe('background threads yield to the main thread (host/thread-priority)', f
     assert.throws(() => backgroundPriority({ NCS2_BACKGROUND_PRIORITY: 'low' }), /NCS2_BACKGROUND_PRIORITY must be one of idle, nice, normal; got "low"/);
   });
 
-  it("puts libvips' decode threads in SCHED_IDLE (nice 10 without chrt), leaving the main thread alone", async function () {
+  it("nice: puts libvips' decode threads at nice 10 and leaves the process's other threads alone", async function () {
     const jpeg = await sharp({ create: { width: 640, height: 480, channels: 3, background: { r: 10, g: 100, b: 200 } } }).jpeg().toBuffer();
     await Promise.all([1, 2].map(() => sharp(jpeg).resize(224, 224).raw().toBuffer()));
     const vips = threadsNamed('libvips worker');
     assert.ok(vips.length > 0, 'sharp ran its libvips worker threads');
-    const count = await lowerDecodeThreads('idle');
-    assert.equal(count, threadsNamed('libvips worker').length);
-    for (const tid of vips) {
-      const s = schedOf(tid);
-      if (hasChrt) assert.equal(s.policy, SCHED_IDLE, `thread ${tid} is SCHED_IDLE`);
-      else assert.equal(s.nice, 10);
+    const others = fs.readdirSync('/proc/self/task').filter((tid) => !vips.includes(tid) && schedOf(tid).policy === 0 && schedOf(tid).nice === 0);
+    await lowerBackgroundThreads('nice');
+    for (const tid of vips) assert.equal(schedOf(tid).nice, 10, `decode thread ${tid} at nice 10`);
+    for (const tid of others) {
+      try {
+        assert.deepEqual(schedOf(tid), { policy: 0, nice: 0 }, `thread ${tid} keeps its priority`);
+      } catch (err) {
+        if (fs.existsSync(`/proc/self/task/${tid}`)) throw err; // a thread that ended meanwhile has no priority to keep
+      }
     }
-    assert.equal(schedOf(String(process.pid)).policy, 0, 'the main thread keeps SCHED_OTHER');
   });
 
   it('a CPU device still starts its workers when NCS2_BACKGROUND_PRIORITY is bad (they take nice 10)', async function () {
@@ -72,16 +74,28 @@ describe('background threads yield to the main thread (host/thread-priority)', f
     }
   });
 
-  it('the helper that lowers other threads does not keep the process alive', function () {
-    // A child process lowers one of its libvips threads and must then exit by itself.
+  it('idle: puts every thread but the main one in SCHED_IDLE (libvips, libuv pool, V8 helpers), and the helper does not keep the process alive', function () {
+    // In a child process: this one's V8 and libuv threads must keep their priority for the other tests.
     const script = `
+      const fs = require('fs');
       const sharp = require('sharp');
-      const { lowerDecodeThreads } = require(${JSON.stringify(require.resolve('../../src/engine/host/thread-priority'))});
+      const { lowerBackgroundThreads } = require(${JSON.stringify(require.resolve('../../src/engine/host/thread-priority'))});
+      const policy = (tid) => { const s = fs.readFileSync('/proc/self/task/' + tid + '/stat', 'utf8'); const f = s.slice(s.lastIndexOf(')') + 2).split(' '); return [Number(f[38]), Number(f[16])]; };
       sharp({ create: { width: 64, height: 64, channels: 3, background: 'red' } }).png().toBuffer()
-        .then(() => lowerDecodeThreads('idle'))
-        .then((n) => console.log('lowered', n));`;
-    const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
-    assert.match(out, /lowered [1-9]/);
+        .then(() => {
+          const before = fs.readdirSync('/proc/self/task');
+          return lowerBackgroundThreads('idle').then((n) => {
+            const after = {};
+            for (const tid of before) if (fs.existsSync('/proc/self/task/' + tid)) after[tid] = policy(tid);
+            console.log(JSON.stringify({ pid: String(process.pid), lowered: n, after }));
+          });
+        });`;
+    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 })) as { pid: string; lowered: number; after: Record<string, [number, number]> };
+    const others = Object.keys(out.after).filter((tid) => tid !== out.pid);
+    assert.ok(others.length >= 4, `V8, libuv and libvips threads were running: ${JSON.stringify(out.after)}`);
+    assert.equal(out.lowered, others.length);
+    for (const tid of others) assert.deepEqual(out.after[tid], hasChrt ? [SCHED_IDLE, 0] : [0, 10], `thread ${tid} lowered`);
+    assert.deepEqual(out.after[out.pid], [0, 0], 'the main thread keeps SCHED_OTHER at nice 0');
   });
 
   /** Threads a new 1 x 2 CPU device starts (its worker and the onnxruntime thread in it), as {policy, nice}. */

@@ -6,7 +6,8 @@ import { EngineError } from '../errors';
 
 /**
  * The engine's CPU-heavy threads (inference workers with the onnxruntime threads they start, and
- * libvips' decode threads) give way to the main thread, which runs Node-RED's event loop.
+ * libvips' decode threads; in 'idle' every thread but the main one, see lowerBackgroundThreads)
+ * give way to the main thread, which runs Node-RED's event loop.
  *
  * - 'nice' (default): nice 10. When every core is busy a waking main thread can still wait for the
  *   next scheduler tick (4 ms at HZ 250) behind them, but they keep a fair share against other
@@ -129,10 +130,21 @@ const VIPS_THREAD_NAME = 'libvips worker';
 const lowered = new Map<number, PriorityOutcome>();
 
 /**
- * Lowers libvips' decode threads not seen before (found in /proc/self/task by the name libvips
- * gives them; elsewhere none are found). Returns how many live decode threads were lowered.
+ * Lowers the process's background threads not seen before (found in /proc/self/task; elsewhere
+ * none are found) and returns how many live ones are lowered:
+ *
+ * - 'nice': libvips' decode threads, by the name libvips gives them (the workers lower themselves).
+ * - 'idle': every thread but the main one, so libuv's pool (sharp runs each image's pipeline on one
+ *   of them) and V8's helper threads as well. Linux's EEVDF scheduler (6.6 and later) queues a main
+ *   thread that shared a core with threads of its own weight behind them when it wakes, SCHED_IDLE
+ *   ones included, until its share evens out; the next scheduler tick (4 ms at HZ 250) then lets it
+ *   run. scripts/main-thread-waits.js showed it: the core passed from one SCHED_IDLE thread to
+ *   another while the woken main thread waited. As the one normal thread it runs at once: event-loop
+ *   p99 of bench:pipeline 4.5/5.0/5.9/5.0 ms against 6.9/6.0/6.0/6.5 ms with only the engine's own
+ *   threads lowered (medians of 3 rounds, alternating runs).
  */
-export async function lowerDecodeThreads(mode: BackgroundPriority = backgroundPriority()): Promise<number> {
+export async function lowerBackgroundThreads(mode: BackgroundPriority = backgroundPriority()): Promise<number> {
+  if (mode === 'normal') return 0;
   let tids: string[];
   try {
     tids = await fs.readdir('/proc/self/task');
@@ -144,11 +156,13 @@ export async function lowerDecodeThreads(mode: BackgroundPriority = backgroundPr
   for (const name of tids) {
     const tid = Number(name);
     live.add(tid);
-    if (lowered.has(tid)) continue;
-    try {
-      if ((await fs.readFile(`/proc/self/task/${name}/comm`, 'utf8')).trim() !== VIPS_THREAD_NAME) continue;
-    } catch {
-      continue; // the thread ended meanwhile
+    if (lowered.has(tid) || tid === process.pid) continue;
+    if (mode === 'nice') {
+      try {
+        if ((await fs.readFile(`/proc/self/task/${name}/comm`, 'utf8')).trim() !== VIPS_THREAD_NAME) continue;
+      } catch {
+        continue; // the thread ended meanwhile
+      }
     }
     lowered.set(tid, 'unchanged');
     pending.push(lowerThread(tid, mode).then((outcome) => void lowered.set(tid, outcome)));

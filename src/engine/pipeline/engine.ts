@@ -16,7 +16,7 @@ import { EventLoopMonitor, LatencyHistogram, type LatencySummary } from '../tele
 import { BatchController, DEFAULT_BATCHING, concatFeeds, shapeKey, splitOutputs, unbatchableReason, type BatchingOptions } from './batcher';
 import { DEFAULT_THERMAL_LIMITS, ThermalPolicy, type ThermalDecision, type ThermalLimits } from './thermal-policy';
 import { STAGES, Stage, TUNE_MIN_SAMPLES, chooseStageConcurrency, findBottleneck, tuneStageConcurrency, type Bottleneck, type ConcurrencyChoice, type StageName, type StageStats } from './stages';
-import { backgroundPriority, lowerDecodeThreads, type BackgroundPriority } from '../host/thread-priority';
+import { backgroundPriority, lowerBackgroundThreads, type BackgroundPriority } from '../host/thread-priority';
 
 export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
 
@@ -246,8 +246,8 @@ export class InferenceEngine extends EventEmitter {
   private readonly thermal = new Map<string, ThermalPolicy>();
   private readonly removedStats: string[] = [];
   private readonly thermalTimer: NodeJS.Timeout;
-  /** Preprocess completions when decode threads were last looked for (see lowerDecodeThreads). */
-  private decodedAtLastRenice = 0;
+  /** Requests through preprocess and infer when background threads were last looked for (see lowerBackgroundThreads). */
+  private workedAtLastRenice = 0;
   private readonly graphs = new Map<string, GraphEntry>();
   private readonly loadingGraphs = new Map<string, Promise<GraphEntry>>();
   private readonly cache: LruCache<string, { graph: GraphEntry; deviceId: string }>;
@@ -284,11 +284,11 @@ export class InferenceEngine extends EventEmitter {
     this.thermalTimer = setInterval(() => {
       this.checkThermal();
       this.tuneStages();
-      // libvips starts its threads on demand: look for new ones only while images are being decoded.
-      const decoded = this.stages.preprocess.completedCount;
-      if (decoded !== this.decodedAtLastRenice) {
-        this.decodedAtLastRenice = decoded;
-        void lowerDecodeThreads(this.backgroundPriority);
+      // libvips and libuv start their threads on demand: look for new ones only while requests run.
+      const worked = this.stages.preprocess.completedCount + this.stages.infer.completedCount;
+      if (worked !== this.workedAtLastRenice) {
+        this.workedAtLastRenice = worked;
+        void lowerBackgroundThreads(this.backgroundPriority);
       }
     }, options.thermalIntervalMs ?? 500);
     this.thermalTimer.unref();
