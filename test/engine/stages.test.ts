@@ -135,6 +135,21 @@ describe('pipeline stages', function () {
     assert.equal(tuneStageConcurrency(base, 0, 11), base);
   });
 
+  describe('service time figures', function () {
+    it('the mean is exact (not the histogram bucket midpoints) and the median comes without a full snapshot', function () {
+      const stage = new Stage('infer', { concurrency: 1 });
+      for (const ms of [1.0004, 2, 3.5, 100.25]) stage.record(ms, 0);
+      const snap = stage.snapshot();
+      assert.equal(snap.serviceMs.meanMs, (1.0004 + 2 + 3.5 + 100.25) / 4);
+      assert.deepEqual(stage.serviceMedian(), { p50: snap.serviceMs.p50, count: 4 });
+      assert.ok(Math.abs(snap.serviceMs.p50 - 2) < 0.01, `median ${snap.serviceMs.p50}`);
+      stage.reset();
+      assert.equal(stage.snapshot().serviceMs.meanMs, 0);
+      stage.record(4, 0);
+      assert.equal(stage.snapshot().serviceMs.meanMs, 4, 'reset forgets the old sum');
+    });
+  });
+
   describe('in the engine', function () {
     let engine: InferenceEngine;
     afterEach(async function () {

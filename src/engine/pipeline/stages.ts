@@ -141,6 +141,11 @@ export class Stage {
     else this.failed++;
   }
 
+  /** Median service time and how many it is taken from: all the engine's tuning reads, every 500 ms. */
+  serviceMedian(): { p50: number; count: number } {
+    return { p50: this.service.percentileMs(50), count: this.service.count };
+  }
+
   /** Busy milliseconds per second over the window (divide by slots for a share). */
   busyPerSecond(): number {
     return this.busy.perSecond();
