@@ -12,10 +12,10 @@ import { EngineError } from '../errors';
  * - 'nice' (default): nice 10. When every core is busy a waking main thread can still wait for the
  *   next scheduler tick (4 ms at HZ 250) behind them, but they keep a fair share against other
  *   programs.
- * - 'idle': Linux's SCHED_IDLE class, for a box that does nothing else. By the kernel's rule a
- *   waking main thread takes the core at once (scripts/main-thread-waits.js shows where it does
- *   not): 2 cores decoding 1080p JPEGs and inferring measured event-loop p99 8.7 ms at nice 5/10
- *   and 5.7-6.4 ms in SCHED_IDLE (medians of 3 rounds of bench:pipeline, three runs).
+ * - 'idle': Linux's SCHED_IDLE class, for a box that does nothing else. A waking main thread takes
+ *   the core at once once it is the only thread of normal weight (see lowerBackgroundThreads): 2
+ *   cores decoding 1080p JPEGs and inferring measured event-loop p99 4.7-5.0 ms, against 4.9-6.2 ms
+ *   at nice (medians of 3 rounds of bench:pipeline, three runs each).
  *   But they get almost nothing while other programs keep every core busy: with two busy loops on
  *   this 2-core host the simulated sticks' host work stalled. Node has no API for scheduling
  *   classes, so util-linux's `chrt` sets it; without chrt, 'nice' applies.
