@@ -123,17 +123,21 @@ async function main() {
   write('trace', '');
   write('buffer_size_kb', options.traceKb);
   for (const e of EVENTS) write(`events/${e}/enable`, 1);
+  let ended = false;
   const child = spawn(command[0], command.slice(1), { stdio: 'inherit' });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const exited = new Promise((resolve, reject) => {
+    child.on('exit', () => resolve((ended = true)));
+    child.on('error', (err) => reject(new Error(`could not run ${command[0]}: ${err.message}`)));
+  });
   const sleep = (s) => new Promise((resolve) => setTimeout(resolve, s * 1000));
   let threads = new Map();
   try {
     await Promise.race([sleep(options.after), exited]);
-    if (child.exitCode !== null) throw new Error(`the command ended before ${options.after} s`);
+    if (ended) throw new Error(`the command ended before ${options.after} s`);
     write('tracing_on', 1);
     await Promise.race([sleep(options.for), exited]);
     write('tracing_on', 0);
-    if (child.exitCode === null) threads = threadsOf(child.pid);
+    if (!ended) threads = threadsOf(child.pid);
   } finally {
     write('tracing_on', 0);
     for (const e of EVENTS) write(`events/${e}/enable`, 0);
