@@ -27,6 +27,22 @@ function reluModel(): Uint8Array {
 
 const row = (values: number[], rows = 1) => ({ data: new Float32Array(values), dims: [rows, values.length / rows] });
 
+/** The ReLU model written to a temporary file for the describe block that calls this (mocha hooks); returns its path. */
+function reluModelFile(): () => string {
+  let dir: string;
+  before(function () {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ncs2-relu-'));
+    fs.writeFileSync(path.join(dir, 'relu.onnx'), reluModel());
+  });
+  after(function () {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return () => path.join(dir, 'relu.onnx');
+}
+
+/** The node test flow on the ReLU model with dynamic batching. */
+const batchingFlow = (model: string) => buildFlow({ observers: true, graph: { model, preset: 'raw', batching: true, batchMaxSize: 16, batchTargetMs: 20 } }) as Array<Record<string, unknown>>;
+
 interface CaughtMessage extends NodeMessage {
   error: { message: string };
 }
@@ -59,18 +75,10 @@ describe('mixed shapes in one batch (engine and nodes)', function () {
 
   describe('ncs2-infer: single tensors that arrive together on a batching graph', function () {
     useNodeRedServer();
-    let dir: string;
-
-    before(function () {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ncs2-group-'));
-      fs.writeFileSync(path.join(dir, 'relu.onnx'), reluModel());
-    });
-    after(function () {
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
+    const model = reluModelFile();
 
     it('each message gets its own rows in its own message; a bad one fails alone; shapes that differ run apart', async function () {
-      const flow = buildFlow({ observers: true, graph: { model: path.join(dir, 'relu.onnx'), preset: 'raw', batching: true, batchMaxSize: 16, batchTargetMs: 20 } });
+      const flow = batchingFlow(model());
       await helper.load(NCS2_NODES, flow);
       const out = collect('out');
       const caught = collect('caught') as CaughtMessage[];
@@ -102,18 +110,10 @@ describe('mixed shapes in one batch (engine and nodes)', function () {
 
   describe('ncs2-batch -> ncs2-infer (split results, node backpressure on)', function () {
     useNodeRedServer();
-    let dir: string;
-
-    before(function () {
-      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ncs2-shapes-'));
-      fs.writeFileSync(path.join(dir, 'relu.onnx'), reluModel());
-    });
-    after(function () {
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
+    const model = reluModelFile();
 
     it('items of different shapes each get their result; a bad item fails alone with its own message; the batch message is answered once', async function () {
-      const flow = buildFlow({ observers: true, graph: { model: path.join(dir, 'relu.onnx'), preset: 'raw', batching: true, batchMaxSize: 16, batchTargetMs: 20 } }) as Array<Record<string, unknown>>;
+      const flow = batchingFlow(model());
       Object.assign(flow.find((n) => n.id === 'infer')!, { split: true, policy: 'reject', maxInFlight: '4', maxWaiting: '4' });
       flow.push({ id: 'batch', type: 'ncs2-batch', z: TAB, x: 50, y: 100, mode: 'count', count: 4, timeout: 0, maxItems: 64, wires: [['infer']] });
       await helper.load([...NCS2_NODES, batchNode], flow);

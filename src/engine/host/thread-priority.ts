@@ -26,7 +26,7 @@ import { EngineError } from '../errors';
 export type BackgroundPriority = 'idle' | 'nice' | 'normal';
 export type PriorityOutcome = 'idle' | 'nice' | 'unchanged';
 
-export const BACKGROUND_NICE = 10;
+const BACKGROUND_NICE = 10;
 const PRIORITIES: BackgroundPriority[] = ['idle', 'nice', 'normal'];
 const CHRT_TIMEOUT_MS = 2000;
 
@@ -38,7 +38,7 @@ export function backgroundPriority(env: NodeJS.ProcessEnv = process.env): Backgr
 }
 
 /** The kernel's id of the calling thread (Linux), or undefined elsewhere. */
-export function currentThreadId(): number | undefined {
+function currentThreadId(): number | undefined {
   try {
     return Number(readlinkSync('/proc/thread-self').split('/').pop());
   } catch {
