@@ -1,6 +1,7 @@
 import { performance } from 'perf_hooks';
 import { QueueFullError } from '../../src/engine/errors';
-import { groupable, runInference, runInferenceGroup, type InferenceOutcome } from '../../src/engine/io/infer';
+import { runInference, type InferenceOutcome } from '../../src/engine/io/infer';
+import { groupable, TensorGatherer } from '../../src/engine/io/gather';
 import type { GraphLease, GraphState, GraphUser, LoadedGraph } from './graph-lease';
 import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red';
 import { StatusMeter, type StatusWords } from './status-meter';
@@ -64,8 +65,8 @@ export class InferController implements GraphUser {
   private readonly waiting: WaitingQueue<Pending>;
   private readonly meter: StatusMeter;
   private inFlight = 0;
-  /** Single-tensor messages of this event-loop turn, run as one engine request at its end (see runInferenceGroup). */
-  private gathered: { graph: LoadedGraph; items: Pending[] } | undefined;
+  /** Gathers single-tensor messages into batched runs (graphs with dynamic batching); one per loaded graph. */
+  private gatherer: { graph: LoadedGraph; gatherer: TensorGatherer<Pending> } | undefined;
   private idle: (() => void) | undefined;
   private closed = false;
   private readonly counts = { received: 0, answered: 0, failed: 0, dropped: 0, rejected: 0 };
@@ -190,8 +191,9 @@ export class InferController implements GraphUser {
 
   private run(graph: LoadedGraph, p: Pending): void {
     this.inFlight++;
-    if (!this.options.split && !this.options.extras && groupable(graph.setup, graph.engine, p.msg.payload)) {
-      this.gather(graph, p);
+    const payload = p.msg.payload;
+    if (!this.options.split && !this.options.extras && groupable(graph.setup, graph.engine, payload)) {
+      this.gathererFor(graph).add(p, payload, p.arrivedAt, performance.now() - p.arrivedAt);
       return;
     }
     void this.complete(graph, p).finally(() => this.settled(1));
@@ -203,32 +205,15 @@ export class InferController implements GraphUser {
     if (this.inFlight === 0 && this.idle) this.idle();
   }
 
-  /**
-   * Node-RED delivers each message in its own setImmediate callback, so the messages of one turn
-   * arrive one by one; they leave together after it, which adds at most one pass of the event loop.
-   */
-  private gather(graph: LoadedGraph, p: Pending): void {
-    if (this.gathered && this.gathered.graph !== graph) this.flushGathered();
-    if (!this.gathered) {
-      this.gathered = { graph, items: [] };
-      setImmediate(() => this.flushGathered());
+  private gathererFor(graph: LoadedGraph): TensorGatherer<Pending> {
+    if (this.gatherer?.graph !== graph) {
+      const gatherer = new TensorGatherer<Pending>(graph.engine, graph.setup, (p, outcome) => {
+        this.conclude(p, outcome);
+        this.settled(1);
+      });
+      this.gatherer = { graph, gatherer };
     }
-    this.gathered.items.push(p);
-  }
-
-  private flushGathered(): void {
-    const gathered = this.gathered;
-    this.gathered = undefined;
-    if (!gathered) return;
-    const { graph, items } = gathered;
-    const now = performance.now();
-    const requests = items.map((p) => ({ payload: p.msg.payload, startedAt: p.arrivedAt, waitedMs: now - p.arrivedAt }));
-    void runInferenceGroup(graph.engine, graph.setup, requests)
-      .then(
-        (outcomes) => outcomes.forEach((outcome, i) => this.conclude(items[i], outcome)),
-        (err: Error) => items.forEach((p) => this.conclude(p, err)),
-      )
-      .finally(() => this.settled(items.length));
+    return this.gatherer.gatherer;
   }
 
   private conclude(p: Pending, outcome: InferenceOutcome | Error): void {

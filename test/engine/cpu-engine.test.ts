@@ -8,6 +8,8 @@ import { CpuDevice } from '../../src/engine/devices/cpu/cpu-device';
 import { buildMlp, buildMobileNetLike, mulberry32 } from '../../src/engine/graph/builder';
 import { ModelLoadError } from '../../src/engine/errors';
 import { EventLoopMonitor } from '../../src/engine/telemetry/stats';
+import { Worker } from 'worker_threads';
+import { Decoder, decodeTask, type ToWorker } from '../../src/engine/devices/cpu/protocol';
 
 const mlp = buildMlp({ inputSize: 784, hidden: [128], outputSize: 10, seed: 7 });
 
@@ -53,6 +55,35 @@ describe('engine on the cpu device (worker threads)', function () {
     assert.equal(stats.devices.cpu.completedTasks, 300);
     assert.ok(stats.memory.cpu.bufferHits > 0, 'hand-off arenas come from the pool and are reused');
     await session.release();
+  });
+
+  it('hands a task to an idle worker at once, and the tasks for a busy one together at the end of the turn', async function () {
+    const device = new CpuDevice({ id: 'cpu', workers: 1, threadsPerWorker: 1 });
+    engine = new InferenceEngine({ devices: [device] });
+    await device.load({ key: 'mlp', model: mlp, session: {} });
+    const runs: number[] = [];
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function (this: Worker, msg: ToWorker, transfer?: readonly ArrayBuffer[]) {
+      if (msg.op === 'run') {
+        const d = new Decoder(msg.tasks, msg.strings);
+        let tasks = 0;
+        for (; !d.done; tasks++) decodeTask(d);
+        runs.push(tasks);
+      }
+      return post.call(this, msg, transfer as ArrayBuffer[]);
+    } as typeof post;
+    try {
+      const run = () => device.run({ graphKey: 'mlp', inputs: [{ name: 'input', type: 'float32', dims: [1, 784], data: randomInput(9, 784) }] });
+      const first = run();
+      assert.deepEqual(runs, [1], 'the idle worker got the first task within the turn');
+      const more = [run(), run()];
+      assert.deepEqual(runs, [1], 'tasks for a busy worker wait for the end of the turn');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(runs, [1, 2], 'and then leave in one message');
+      for (const r of await Promise.all([first, ...more])) assert.deepEqual(r.outputs.output.dims, [1, 10]);
+    } finally {
+      Worker.prototype.postMessage = post;
+    }
   });
 
   it('moves a pooled tensor to the worker without copying and gives the caller its result', async function () {

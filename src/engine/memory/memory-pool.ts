@@ -260,6 +260,14 @@ export function markPooled(view: ArrayBufferView, owner: MemoryPool): void {
   pooledViews.set(view, owner);
 }
 
+/** Hands a pooled view's buffer over to `narrower`, a view of part of the same buffer. */
+export function narrowPooled(view: ArrayBufferView, narrower: ArrayBufferView): void {
+  const owner = pooledViews.get(view);
+  if (!owner) return;
+  pooledViews.delete(view);
+  pooledViews.set(narrower, owner);
+}
+
 /** The pool a caller-filled tensor came from, so its buffer goes home after the run. */
 export function poolOf(view: ArrayBufferView): MemoryPool | undefined {
   return pooledViews.get(view);

@@ -2,7 +2,7 @@ import { promises as fs } from 'fs';
 import { createHash } from 'crypto';
 import { EventEmitter } from 'events';
 import type { Device, DeviceGraph, NamedTensor, OutputSpec, Precision, SessionSettings } from '../devices/device';
-import { MemoryPool, markPooled, releasePooled, type MemoryPoolStats } from '../memory/memory-pool';
+import { MemoryPool, markPooled, narrowPooled, releasePooled, type MemoryPoolStats } from '../memory/memory-pool';
 import { LruCache } from '../graph/lru-cache';
 import { readModelInfo, hashModel, ModelFormatError, type ModelInfo } from '../graph/model-info';
 import type { OpCount } from '../graph/op-count';
@@ -716,6 +716,19 @@ export class InferenceEngine extends EventEmitter {
     const data = viewOf(type, buffer, 0, length);
     markPooled(data, this.pool);
     return { type, dims, data };
+  }
+
+  /**
+   * The leading part of a tensor from allocateTensor, as a tensor of `dims` over the same pooled
+   * memory (a batch gathered in a buffer sized for a full one leaves with the rows it has). The
+   * original tensor must not be used afterwards.
+   */
+  narrowTensor(tensor: TensorData, dims: number[]): TensorData {
+    const length = elementCount(dims);
+    if (length > tensor.data.length) throw new InputError(`cannot narrow a tensor of ${tensor.data.length} elements to dims [${dims.join(', ')}] (${length} elements)`);
+    const data = viewOf(tensor.type, tensor.data.buffer as ArrayBuffer, tensor.data.byteOffset, length);
+    narrowPooled(tensor.data, data);
+    return { type: tensor.type, dims, data };
   }
 
   private readonly allocate = (type: TensorData['type'], dims: number[]): TensorData => this.allocateTensor(type, dims);

@@ -222,21 +222,26 @@ export class CpuDevice implements Device {
     const target = slot;
     return new Promise<RunResult>((resolve, reject) => {
       const seq = this.seq++;
+      const idle = target.inFlight.size === 0;
       target.inFlight.set(seq, { resolve, reject });
       this.hold(target);
       target.outbox.push({ seq, request });
-      if (!target.flushScheduled) {
+      // An idle worker gets the task at once. A busy one gets the turn's tasks in one message:
+      // setImmediate, not a microtask, so results messages handled in this turn of the event loop
+      // all add their follow-up tasks before the hand-off goes out.
+      if (idle) this.flush(target);
+      else if (!target.flushScheduled) {
         target.flushScheduled = true;
-        // setImmediate, not a microtask: results messages handled in this turn of the event loop
-        // all add their follow-up tasks before the hand-off goes out in one message.
-        setImmediate(() => this.flush(target));
+        setImmediate(() => {
+          target.flushScheduled = false;
+          this.flush(target);
+        });
       }
     });
   }
 
   /** Packs the tick's tasks into pooled arenas and hands them to the worker in one message. */
   private flush(slot: WorkerSlot): void {
-    slot.flushScheduled = false;
     const batch = slot.outbox;
     slot.outbox = [];
     if (!slot.alive || batch.length === 0) return;

@@ -2,7 +2,9 @@ import { strict as assert } from 'assert';
 import sharp from 'sharp';
 import { InferenceEngine, type GraphHandle } from '../../src/engine/pipeline/engine';
 import { buildMlp } from '../../src/engine/graph/builder';
-import { groupable, runInference, runInferenceGroup, type InferenceOutcome, type InferenceSetup } from '../../src/engine/io/infer';
+import { runInference, type InferenceOutcome, type InferenceSetup } from '../../src/engine/io/infer';
+import { groupable, TensorGatherer, type GatherEngine } from '../../src/engine/io/gather';
+import type { TensorInput } from '../../src/engine/io/preprocess';
 import type { RawOutput } from '../../src/engine/io/postprocess';
 
 const FEATURES = 16;
@@ -17,12 +19,27 @@ function outputOf(outcome: InferenceOutcome | Error): Float32Array {
   return Object.values(outputs)[0].data as Float32Array;
 }
 
-describe('io/infer: requests that arrive together run as one engine request (runInferenceGroup)', function () {
+/** Adds every payload in one turn of the event loop; resolves with each one's outcome, in request order. */
+function gatherAll(engine: GatherEngine, setup: InferenceSetup, payloads: unknown[]): Promise<Array<InferenceOutcome | Error>> {
+  return new Promise((resolve) => {
+    const outcomes: Array<InferenceOutcome | Error> = new Array(payloads.length);
+    let left = payloads.length;
+    const gatherer = new TensorGatherer<number>(engine, setup, (index, outcome) => {
+      assert.equal(outcomes[index], undefined, `request ${index} settled twice`);
+      outcomes[index] = outcome;
+      if (--left === 0) resolve(outcomes);
+    });
+    payloads.forEach((p, i) => gatherer.add(i, p as TensorInput, performance.now(), 0));
+  });
+}
+
+describe('io/gather: single-tensor requests run as batched engine requests (TensorGatherer)', function () {
   this.timeout(30000);
   let engine: InferenceEngine;
   let batched: GraphHandle;
   let unbatched: GraphHandle;
   const setupOf = (handle: GraphHandle): InferenceSetup => ({ handle, image: new Error('tensors only'), maxBatch: 64, output: { kind: 'raw', format: 'typed' } });
+  const runs = () => engine.getStats().graphs[batched.id].batching.runs;
 
   before(async function () {
     engine = new InferenceEngine();
@@ -49,29 +66,53 @@ describe('io/infer: requests that arrive together run as one engine request (run
     const payloads = [tensor(1), tensor(2, 2), tensor(3), tensor(4), tensor(5), tensor(6), tensor(7), tensor(8), tensor(9)];
     const alone: Float32Array[] = [];
     for (const p of payloads) alone.push(outputOf(await runInference(engine, setup, p)));
-    const runsBefore = engine.getStats().graphs[batched.id].batching.runs;
-    const outcomes = await runInferenceGroup(engine, setup, payloads.map((payload) => ({ payload, startedAt: performance.now(), waitedMs: 0 })));
+    const runsBefore = runs();
+    const outcomes = await gatherAll(engine, setup, payloads);
     outcomes.forEach((o, i) => {
       assert.deepEqual([...outputOf(o)], [...alone[i]], `request ${i}`);
       assert.equal(outputOf(o).length, payloads[i].dims[0] * 4, `request ${i} gets its own ${payloads[i].dims[0]} row(s)`);
     });
     // 10 rows at a cap of 8: two runs (8 rows, then 2), not nine.
-    assert.equal(engine.getStats().graphs[batched.id].batching.runs - runsBefore, 2);
+    assert.equal(runs() - runsBefore, 2);
     assert.deepEqual(
       outcomes.map((o) => (o as InferenceOutcome).inference.batchSize),
       [8, 8, 8, 8, 8, 8, 8, 2, 2],
     );
   });
 
+  it('a batch leaves as soon as it holds the cap, before the turn ends; a request that does not fit starts the next one', async function () {
+    const submitted: number[] = [];
+    const counting: GatherEngine = {
+      submit: (graph, feeds, options) => {
+        submitted.push(Object.values(feeds)[0].dims[0]);
+        return engine.submit(graph, feeds, options);
+      },
+      allocateTensor: (type, dims) => engine.allocateTensor(type, dims),
+      releaseTensor: (t) => engine.releaseTensor(t),
+      narrowTensor: (t, dims) => engine.narrowTensor(t, dims),
+      batchCap: (g) => engine.batchCap(g),
+    };
+    const settled: number[] = [];
+    const gatherer = new TensorGatherer<number>(counting, setupOf(batched), (i) => settled.push(i));
+    // 3 + 3 rows, then 3 more do not fit the cap of 8: the first 6 leave at once.
+    [tensor(1, 3), tensor(2, 3), tensor(3, 3)].forEach((p, i) => gatherer.add(i, p, performance.now(), 0));
+    assert.deepEqual(submitted, [6], 'the full batch left within the turn');
+    assert.equal(gatherer.pending, 1);
+    // Six single rows fill the open batch (3 + 5 = 8) and it leaves; the last one waits for the turn's end.
+    for (let i = 3; i < 9; i++) gatherer.add(i, tensor(i), performance.now(), 0);
+    assert.deepEqual(submitted, [6, 8]);
+    assert.equal(gatherer.pending, 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(submitted, [6, 8, 1], 'the rest left at the end of the turn');
+    while (settled.length < 9) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.deepEqual([...settled].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
   it('a bad request fails alone with its own error; plain number arrays are converted', async function () {
     const setup = setupOf(batched);
     const plain = { data: Array.from(tensor(5).data), dims: [1, FEATURES] };
-    const requests = [tensor(1), { data: new Float32Array(3), dims: [1, 3], type: 'float32' }, plain, { data: ['x', ...new Array(FEATURES - 1).fill(0)], dims: [1, FEATURES] }, tensor(2)].map((payload) => ({
-      payload,
-      startedAt: performance.now(),
-      waitedMs: 0,
-    }));
-    const outcomes = await runInferenceGroup(engine, setup, requests);
+    const payloads = [tensor(1), { data: new Float32Array(3), dims: [1, 3], type: 'float32' }, plain, { data: ['x', ...new Array(FEATURES - 1).fill(0)], dims: [1, FEATURES] }, tensor(2)];
+    const outcomes = await gatherAll(engine, setup, payloads);
     assert.match((outcomes[1] as Error).message, /msg\.payload\.dims \[1, 3\] do not fit input '[^']+' float32\[[^\]]+\]: dim 1 is 3, expected 16/);
     assert.match((outcomes[3] as Error).message, /msg\.payload\.data\[0\] must be a number, got a string/);
     assert.deepEqual([...outputOf(outcomes[0])], [...outputOf(await runInference(engine, setup, tensor(1)))]);
@@ -79,9 +120,9 @@ describe('io/infer: requests that arrive together run as one engine request (run
     assert.deepEqual([...outputOf(outcomes[4])], [...outputOf(await runInference(engine, setup, tensor(2)))]);
   });
 
-  it('a result that cannot be shaped fails every request of its run, and the group still settles', async function () {
+  it('a result that cannot be shaped fails every request of its run', async function () {
     const setup: InferenceSetup = { ...setupOf(batched), output: { kind: 'classification', outputName: 'no-such-output' } };
-    const outcomes = await runInferenceGroup(engine, setup, [tensor(1), tensor(2)].map((payload) => ({ payload, startedAt: performance.now(), waitedMs: 0 })));
+    const outcomes = await gatherAll(engine, setup, [tensor(1), tensor(2)]);
     assert.equal(outcomes.length, 2);
     for (const o of outcomes) assert.match((o as Error).message, /the model has no output 'no-such-output'/);
   });
