@@ -136,7 +136,7 @@ export class InferController implements GraphUser {
     // Without a bound of its own the node hands every message to the engine as soon as the model is loaded.
     const bp = this.options.backpressure;
     if (state.state === 'ready' && (!bp || (this.inFlight < bp.maxInFlight && this.waiting.length === 0))) {
-      this.run(state.graph, pending);
+      this.run(state.graph, pending, 0);
       return;
     }
     const offer = this.waiting.offer(pending);
@@ -164,7 +164,7 @@ export class InferController implements GraphUser {
     while (this.inFlight < max) {
       const next = this.waiting.take();
       if (!next) return;
-      this.run(this.state.graph, next);
+      this.run(this.state.graph, next, performance.now() - next.arrivedAt);
     }
   }
 
@@ -189,11 +189,12 @@ export class InferController implements GraphUser {
     return new Error(`the model is not loaded, so the message was not processed: ${cause.message}`);
   }
 
-  private run(graph: LoadedGraph, p: Pending): void {
+  /** `waitedMs`: how long the message was held by the node before this. */
+  private run(graph: LoadedGraph, p: Pending, waitedMs: number): void {
     this.inFlight++;
     const payload = p.msg.payload;
     if (!this.options.split && !this.options.extras && groupable(graph.setup, graph.engine, payload)) {
-      this.gathererFor(graph).add(p, payload, p.arrivedAt, performance.now() - p.arrivedAt);
+      this.gathererFor(graph).add(p, payload, p.arrivedAt, waitedMs);
       return;
     }
     void this.complete(graph, p).finally(() => this.settled(1));

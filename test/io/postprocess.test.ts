@@ -122,6 +122,16 @@ describe('io/postprocess', function () {
       assert.equal(copied.buffer.byteLength, 8);
       assert.deepEqual(Array.from(copied), [3, 4]);
     });
+
+    it("gives one request's rows of a batched result, each in its own memory, in either format", function () {
+      const batch = { type: 'float32' as const, dims: [3, 2], data: new Float32Array([1, 2, 3, 4, 5, 6]) };
+      const typed = rawOutputs({ y: batch }, 'typed', 1, 2);
+      assert.deepEqual(typed.y.dims, [2, 2]);
+      assert.deepEqual(Array.from(typed.y.data as Float32Array), [3, 4, 5, 6]);
+      assert.equal((typed.y.data as Float32Array).buffer.byteLength, 16, 'a copy of the two rows, not a view of the batch');
+      assert.deepEqual(rawOutputs({ y: batch }, 'array', 0, 1), { y: { data: [1, 2], dims: [1, 2] } });
+      assert.deepEqual(batch.dims, [3, 2], 'the batch result is left as it was');
+    });
   });
 
   describe('labels', function () {

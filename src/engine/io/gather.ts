@@ -12,6 +12,7 @@ import { performance } from 'perf_hooks';
 import type { TaskResult } from '../pipeline/engine';
 import type { TensorData } from '../tensor';
 import { checkTensorInput, copyTensorInto, isTensorInput, type TensorInput } from './preprocess';
+import { rawOutputs } from './postprocess';
 import { InputError } from '../errors';
 import { elementCount } from '../tensor';
 import type { InferenceEngine } from '../pipeline/engine';
@@ -161,19 +162,20 @@ export class TensorGatherer<T> {
 
   private complete(batch: OpenBatch<T>, result: TaskResult): void {
     const { tokens, rowCounts } = batch;
-    const setup = this.setup;
+    const output = this.setup.output;
+    const shape = () => {
+      const out: InferencePayload[] = new Array(tokens.length);
+      let row = 0;
+      for (let i = 0; i < tokens.length; i++) {
+        const rows = rowCounts[i];
+        // raw outputs take their rows straight from the batch; the other presets decode a view of them
+        out[i] = output.kind === 'raw' ? rawOutputs(result.outputs, output.format, row, rows) : shapeResult({ ...result, outputs: rowsOf(result.outputs, row, rows) }, output, false, rowGeometry(rows));
+        row += rows;
+      }
+      return out;
+    };
     let shaped: InferencePayload[];
     try {
-      const shape = () => {
-        const out: InferencePayload[] = new Array(tokens.length);
-        let row = 0;
-        for (let i = 0; i < tokens.length; i++) {
-          const part = { ...result, outputs: rowsOf(result.outputs, row, rowCounts[i]) };
-          out[i] = shapeResult(part, setup.output, false, rowGeometry(rowCounts[i]));
-          row += rowCounts[i];
-        }
-        return out;
-      };
       shaped = this.engine.postprocess ? this.engine.postprocess(shape) : shape();
     } catch (err) {
       for (const token of tokens) this.settle(token, err as Error);

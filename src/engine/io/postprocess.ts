@@ -122,23 +122,33 @@ export interface RawOutput {
 }
 
 /**
- * Every model output as {data, dims}. Typed arrays that view part of a larger buffer are copied
- * to their own, because Node-RED's message cloning copies a view's whole underlying buffer.
+ * Every model output as {data, dims}, or only `count` rows of each from row `row` on (one request's
+ * share of a batched result). Typed arrays that view part of a larger buffer are copied to their
+ * own, because Node-RED's message cloning copies a view's whole underlying buffer.
  */
-export function rawOutputs(outputs: Record<string, TensorData>, format: RawFormat = 'array'): Record<string, RawOutput> {
+export function rawOutputs(outputs: Record<string, TensorData>, format: RawFormat = 'array', row = 0, count?: number): Record<string, RawOutput> {
   const result: Record<string, RawOutput> = {};
-  for (const [name, t] of Object.entries(outputs)) {
+  for (const name in outputs) {
+    const t = outputs[name];
+    const dims = t.dims.slice();
+    let start = 0;
+    let end = t.data.length;
+    if (count !== undefined) {
+      const rowLength = t.dims[0] ? t.data.length / t.dims[0] : 0;
+      start = row * rowLength;
+      end = (row + count) * rowLength;
+      dims[0] = count;
+    }
     let data: number[] | TypedArray;
     if (format === 'typed') {
-      const whole = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength;
-      data = whole ? t.data : t.data.slice();
-    } else if (t.data instanceof BigInt64Array) {
-      // JSON has no BigInt; int64 values beyond 2^53 lose precision, which the help text says.
-      data = Array.from(t.data, (v) => Number(v));
+      const whole = start === 0 && end === t.data.length && t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength;
+      data = whole ? t.data : (t.data.slice(start, end) as TypedArray);
     } else {
-      data = Array.from(t.data as ArrayLike<number>);
+      const rows = count === undefined ? t.data : t.data.subarray(start, end);
+      // JSON has no BigInt; int64 values beyond 2^53 lose precision, which the help text says.
+      data = rows instanceof BigInt64Array ? Array.from(rows, (v) => Number(v)) : Array.from(rows as ArrayLike<number>);
     }
-    result[name] = { data, dims: [...t.dims] };
+    result[name] = { data, dims };
   }
   return result;
 }

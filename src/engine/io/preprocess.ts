@@ -423,6 +423,10 @@ export function describeValue(value: unknown): string {
   return `${typeof value} ${String(value)}`;
 }
 
+function isPositiveInteger(d: unknown): boolean {
+  return Number.isInteger(d) && (d as number) > 0;
+}
+
 function shape(dims: ReadonlyArray<number | string>): string {
   return `[${dims.join(', ')}]`;
 }
@@ -434,7 +438,7 @@ function shape(dims: ReadonlyArray<number | string>): string {
  */
 export function checkTensorInput(value: TensorInput, input: TensorInfo, where: string): CheckedTensor {
   const { dims, data } = value;
-  if (!Array.isArray(dims) || dims.length === 0 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
+  if (!Array.isArray(dims) || dims.length === 0 || !dims.every(isPositiveInteger)) {
     throw new InputError(`${where}.dims must be an array of positive integers (batch first), e.g. ${shape(input.dims.map((d) => (typeof d === 'number' ? d : 1)))}; got ${JSON.stringify(dims)}`);
   }
   // built only for an error message: this runs for every tensor message
@@ -454,11 +458,12 @@ export function checkTensorInput(value: TensorInput, input: TensorInfo, where: s
   if (dims.length !== input.dims.length) {
     throw new InputError(`${where}.dims ${shape(dims)} have ${dims.length} dims; ${expected()} needs ${input.dims.length} (batch first)`);
   }
-  input.dims.forEach((d, i) => {
+  for (let i = 0; i < input.dims.length; i++) {
+    const d = input.dims[i];
     if (typeof d === 'number' && d > 0 && dims[i] !== d) {
       throw new InputError(`${where}.dims ${shape(dims)} do not fit ${expected()}: dim ${i} is ${dims[i]}, expected ${d}`);
     }
-  });
+  }
   const length = (data as ArrayLike<unknown>).length;
   const needed = elementCount(dims);
   if (length !== needed) {

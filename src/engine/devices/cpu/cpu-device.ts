@@ -67,6 +67,7 @@ export class CpuDevice implements Device {
   private seq = 1;
   private runId = 1;
   private closed = false;
+  private readonly encoder = new Encoder();
 
   constructor(private readonly options: CpuDeviceOptions = {}) {
     const cores = os.availableParallelism();
@@ -144,7 +145,7 @@ export class CpuDevice implements Device {
   private onResults(slot: WorkerSlot, msg: Extract<FromWorker, { op: 'results' }>): void {
     const { buffers, returning } = msg;
     // A large output alone in a returning arena is handed over instead of copied.
-    const handedOver = new Set<number>();
+    let handedOver: Set<number> | undefined;
     const decoder = new Decoder(msg.results, msg.strings);
     const results = [];
     while (!decoder.done) results.push(decodeResult(decoder));
@@ -163,7 +164,7 @@ export class CpuDevice implements Device {
         const fromPool = ref.buffer < returning;
         const alone = fromPool && results.length === 1 && r.outputs.length === 1;
         if (!fromPool || (alone && view.byteLength > COPY_OUT_BYTES)) {
-          if (fromPool) handedOver.add(ref.buffer);
+          if (fromPool) (handedOver ??= new Set()).add(ref.buffer);
           outputs[ref.name] = { type: ref.type, dims: ref.dims, data: view };
         } else {
           outputs[ref.name] = { type: ref.type, dims: ref.dims, data: view.slice() };
@@ -176,7 +177,7 @@ export class CpuDevice implements Device {
       slot.runs.delete(msg.runId);
       for (let i = 0; i < returning; i++) {
         const pool = owners[i]?.pool ?? this.pool;
-        if (handedOver.has(i)) pool.forget(buffers[i]);
+        if (handedOver?.has(i)) pool.forget(buffers[i]);
         else pool.release(buffers[i]);
       }
     }
@@ -264,7 +265,7 @@ export class CpuDevice implements Device {
     const outIndex = inArena ? 1 : 0;
     let inOffset = 0;
     let outOffset = 0;
-    const encoder = new Encoder();
+    const encoder = this.encoder;
     const sentAt = performance.timeOrigin + performance.now();
     for (const { seq, request } of batch) {
       const inputs: TensorRef[] = [];
@@ -299,6 +300,7 @@ export class CpuDevice implements Device {
     const id = this.runId++;
     slot.runs.set(id, owners);
     this.post(slot, { op: 'run', id, buffers, strings: encoder.strings, tasks: encoder.finish() }, buffers);
+    encoder.reset();
   }
 
   telemetry(): DeviceTelemetry {

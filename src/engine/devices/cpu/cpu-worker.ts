@@ -118,8 +118,9 @@ function view(ref: TensorRef, buffers: ArrayBuffer[]): ort.Tensor {
  * runtime-allocated outputs).
  */
 const FLUSH_AFTER_MS = 0.5;
+const encoder = new Encoder();
 
-function runBatch(runId: number, buffers: ArrayBuffer[], strings: string[], encoded: Float64Array): void {
+function runBatch(runId: number, buffers: ArrayBuffer[], strings: string[], encoded: number[]): void {
   const decoder = new Decoder(encoded, strings);
   const tasks = [];
   while (!decoder.done) tasks.push(decodeTask(decoder));
@@ -143,9 +144,9 @@ function runBatch(runId: number, buffers: ArrayBuffer[], strings: string[], enco
     // Buffers of `extra` are numbered as if they followed the arenas; renumber when they travel alone.
     const shipped = last ? [...buffers, ...extra] : extra;
     if (!last) for (const r of results) if (r.ok) for (const ref of r.outputs) ref.buffer -= buffers.length;
-    const encoder = new Encoder();
     for (const r of results) encodeResult(encoder, r);
     post({ op: 'results', runId, returning: last ? buffers.length : 0, buffers: shipped, strings: encoder.strings, results: encoder.finish() }, shipped);
+    encoder.reset();
     results = [];
     extra = [];
     since = performance.now();
