@@ -28,7 +28,7 @@
  * for it: the same three hops with a pass-through node where ncs2-infer is.
  *
  * Options (environment): BENCH_SECONDS per round (default 2), BENCH_ROUNDS (default 3),
- * BENCH_IN_FLIGHT (comma list, default "1,32"), BENCH_BATCH_IN_FLIGHT (default "32,64,128"),
+ * BENCH_IN_FLIGHT (comma list, default "1,32"), BENCH_BATCH_IN_FLIGHT (default "32,48,64,96"),
  * BENCH_CASES ("overhead,batching", the default, or one of them), BENCH_OUT (default
  * bench/results/node-red.json).
  */
@@ -47,7 +47,7 @@ const TARGET_ADDED_COST = 0.1;
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 2);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IN_FLIGHTS = (process.env.BENCH_IN_FLIGHT ?? '1,32').split(',').map(Number);
-const BATCH_IN_FLIGHTS = (process.env.BENCH_BATCH_IN_FLIGHT ?? '32,64,128').split(',').map(Number);
+const BATCH_IN_FLIGHTS = (process.env.BENCH_BATCH_IN_FLIGHT ?? '32,48,64,96').split(',').map(Number);
 const CASES = new Set((process.env.BENCH_CASES ?? 'overhead,batching').split(',').map((c) => c.trim()));
 /** The batching case's model: the same MLP with other weights, so it is a separate engine graph. */
 const MLP_BATCH = { ...MLP, seed: 8 };
