@@ -309,12 +309,14 @@ export class InferController implements GraphUser {
   /**
    * Stops taking messages, ends those still waiting for the model with done(err), leaves the graph
    * (freeing it when `removed`) and resolves once the messages already in the engine have ended.
+   * Messages gathering for a batch go to the engine first: the graph is let go only once they ran.
    */
   async close(removed: boolean): Promise<void> {
     this.closed = true;
     this.meter.stop();
     const why = this.state.state === 'ready' ? 'the message reached the model' : 'the model finished loading';
     for (const p of this.waiting.takeAll()) this.fail(p, new Error(`ncs2-infer stopped before ${why}; the message was not processed`));
+    this.gatherer?.gatherer.flushAll();
     const drained = this.inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.idle = resolve));
     const released = this.options.graph instanceof Error ? Promise.resolve() : this.options.graph.deregister(this, removed);
     await Promise.all([drained, released]);

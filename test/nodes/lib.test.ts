@@ -1,6 +1,9 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
-import type { InferenceEngine } from '../../src/engine/pipeline/engine';
+import * as fs from 'fs';
+import * as os from 'os';
+import { InferenceEngine } from '../../src/engine/pipeline/engine';
+import { buildMlp } from '../../src/engine/graph/builder';
 import { DeviceLease } from '../../nodes/lib/device-lease';
 import { GraphLease, type GraphState } from '../../nodes/lib/graph-lease';
 import { InferController } from '../../nodes/lib/infer-controller';
@@ -220,6 +223,42 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       await controller.close(true);
       controller.onInput({ payload: 2 }, () => undefined, (err) => ended.push(err));
       assert.match(String(ended[1]?.message), /ncs2-infer is stopping/);
+    });
+
+    it('on close, answers the single-tensor messages still gathering for a batch before it lets the graph go', async function () {
+      this.timeout(30000);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ncs2-close-'));
+      const model = path.join(dir, 'mlp.onnx');
+      fs.writeFileSync(model, buildMlp({ inputSize: 4, hidden: [4], outputSize: 2, seed: 5 }));
+      const engine = new InferenceEngine();
+      try {
+        const device = new DeviceLease(() => engine, 'cpu', parseDeviceSettings({ kind: 'cpu', workers: '1' }), 'cpu');
+        const lease = new GraphLease(() => engine, device, parseGraphSettings({ model, preset: 'raw', rawFormat: 'typed', batching: true }, undefined), 'mlp', log);
+        const controller = new InferController({ graph: lease, status: () => undefined, warn: () => undefined, words: WORDS });
+        controller.start();
+        const loaded = await lease.whenLoaded();
+        const burst = (n: number, sent: unknown[], ended: Array<Error | undefined>) => {
+          for (let i = 0; i < n; i++) controller.onInput({ payload: { data: new Float32Array(4).fill(i), dims: [1, 4] } }, (msg) => sent.push(msg), (err) => ended.push(err));
+        };
+        // The adaptive cap starts at 1 (every message leaves at once); full batches make it grow.
+        const until = Date.now() + 20000;
+        while ((engine.batchCap(loaded.setup.handle) ?? 0) < 4 && Date.now() < until) {
+          const ended: Array<Error | undefined> = [];
+          burst(16, [], ended);
+          while (ended.length < 16) await pause(1);
+        }
+        assert.ok(engine.batchCap(loaded.setup.handle)! >= 4, 'the batch cap grew');
+        const sent: unknown[] = [];
+        const ended: Array<Error | undefined> = [];
+        burst(3, sent, ended);
+        // Closed in the same turn: the three are gathered (under the cap), not yet in the engine.
+        await controller.close(true);
+        assert.deepEqual(ended, [undefined, undefined, undefined], 'each answered, none failed');
+        assert.equal(sent.length, 3);
+      } finally {
+        await engine.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 });
