@@ -80,20 +80,22 @@ describe('io/gather: single-tensor requests run as batched engine requests (Tens
     );
   });
 
+  /** The engine, noting the rows of every request the gatherer submits. */
+  const counting = (submitted: number[]): GatherEngine => ({
+    submit: (graph, feeds, options) => {
+      submitted.push(Object.values(feeds)[0].dims[0]);
+      return engine.submit(graph, feeds, options);
+    },
+    allocateTensor: (type, dims) => engine.allocateTensor(type, dims),
+    releaseTensor: (t) => engine.releaseTensor(t),
+    narrowTensor: (t, dims) => engine.narrowTensor(t, dims),
+    batchCap: (g) => engine.batchCap(g),
+  });
+
   it('a batch leaves as soon as it holds the cap, before the turn ends; a request that does not fit starts the next one', async function () {
     const submitted: number[] = [];
-    const counting: GatherEngine = {
-      submit: (graph, feeds, options) => {
-        submitted.push(Object.values(feeds)[0].dims[0]);
-        return engine.submit(graph, feeds, options);
-      },
-      allocateTensor: (type, dims) => engine.allocateTensor(type, dims),
-      releaseTensor: (t) => engine.releaseTensor(t),
-      narrowTensor: (t, dims) => engine.narrowTensor(t, dims),
-      batchCap: (g) => engine.batchCap(g),
-    };
     const settled: number[] = [];
-    const gatherer = new TensorGatherer<number>(counting, setupOf(batched), (i) => settled.push(i));
+    const gatherer = new TensorGatherer<number>(counting(submitted), setupOf(batched), (i) => settled.push(i));
     // 3 + 3 rows, then 3 more do not fit the cap of 8: the first 6 leave at once.
     [tensor(1, 3), tensor(2, 3), tensor(3, 3)].forEach((p, i) => gatherer.add(i, p, performance.now(), 0));
     assert.deepEqual(submitted, [6], 'the full batch left within the turn');
@@ -106,6 +108,23 @@ describe('io/gather: single-tensor requests run as batched engine requests (Tens
     assert.deepEqual(submitted, [6, 8, 1], 'the rest left at the end of the turn');
     while (settled.length < 9) await new Promise((resolve) => setTimeout(resolve, 5));
     assert.deepEqual([...settled].sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  });
+
+  it('a batch of large rows starts with room for a few and grows up to the cap, its rows intact', async function () {
+    const setup = setupOf(batched);
+    const payloads = Array.from({ length: 7 }, (_, i) => tensor(20 + i));
+    const alone: Float32Array[] = [];
+    for (const p of payloads) alone.push(outputOf(await runInference(engine, setup, p)));
+    const submitted: number[] = [];
+    const outcomes: Array<InferenceOutcome | Error> = [];
+    // Room for 2 rows of 64 bytes up front: the batch grows to 4, then 8 (the cap) as rows come.
+    const gatherer = new TensorGatherer<number>(counting(submitted), setup, (i, o) => (outcomes[i] = o), 128);
+    payloads.forEach((p, i) => gatherer.add(i, p, performance.now(), 0));
+    assert.deepEqual(submitted, [], 'seven rows under the cap of 8 wait for the end of the turn');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(submitted, [7], 'one run, not one per grown buffer');
+    while (outcomes.filter(Boolean).length < 7) await new Promise((resolve) => setTimeout(resolve, 5));
+    outcomes.forEach((o, i) => assert.deepEqual([...outputOf(o)], [...alone[i]], `request ${i}`));
   });
 
   it('a bad request fails alone with its own error; plain number arrays are converted', async function () {

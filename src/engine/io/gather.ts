@@ -14,7 +14,7 @@ import type { TensorData } from '../tensor';
 import { checkTensorInput, copyTensorInto, isTensorInput, type TensorInput } from './preprocess';
 import { rawOutputs } from './postprocess';
 import { InputError } from '../errors';
-import { elementCount } from '../tensor';
+import { bytesPerElement, elementCount } from '../tensor';
 import type { InferenceEngine } from '../pipeline/engine';
 import { engineAllocator, shapeResult, type EngineLike, type InferenceOutcome, type InferencePayload, type InferenceSetup } from './infer';
 
@@ -51,10 +51,15 @@ export class TensorGatherer<T> {
   private flushScheduled = false;
   private readonly allocator;
 
+  /**
+   * `initialBytes`: how much a new batch takes up front (default 4 MiB); a batch of larger rows
+   * starts smaller and grows.
+   */
   constructor(
     private readonly engine: GatherEngine,
     private readonly setup: InferenceSetup,
     private readonly settle: GatherSettle<T>,
+    private readonly initialBytes = 4 * 1024 * 1024,
   ) {
     this.allocator = engineAllocator(engine);
   }
@@ -86,11 +91,14 @@ export class TensorGatherer<T> {
     const cap = this.cap();
     let batch = this.openFor(checked.dims);
     if (batch && batch.rows + rows > batch.capacity) {
-      this.dispatch(batch);
-      batch = undefined;
+      if (batch.rows + rows <= cap) this.grow(batch, Math.min(cap, Math.max(batch.capacity * 2, batch.rows + rows)));
+      else {
+        this.dispatch(batch);
+        batch = undefined;
+      }
     }
     // a request with more rows than the cap runs alone, as the engine would run it
-    batch ??= this.openBatch(checked.dims, Math.max(cap, rows));
+    batch ??= this.openBatch(checked.dims, rows, cap);
     try {
       copyTensorInto(checked, batch.tensor.data, batch.rows * batch.perRow, 'msg.payload');
     } catch (err) {
@@ -131,12 +139,30 @@ export class TensorGatherer<T> {
     return undefined;
   }
 
-  private openBatch(dims: number[], capacity: number): OpenBatch<T> {
+  /**
+   * A batch for requests of `dims`' shape, with room for the first request's `rows` and, within
+   * `initialBytes`, for more up to the cap: small rows get a full batch at once, large ones (whole
+   * images as tensors) grow as requests come (see grow) instead of taking cap x rows up front.
+   */
+  private openBatch(dims: number[], rows: number, cap: number): OpenBatch<T> {
     const rowDims = dims.slice(1);
-    const tensor = this.allocator.allocateTensor(this.setup.handle.info.inputs[0].type, [capacity, ...rowDims]);
-    const batch: OpenBatch<T> = { rowDims, perRow: elementCount(rowDims), tensor, capacity, rows: 0, tokens: [], rowCounts: [], startedAt: [], waitedMs: [] };
+    const perRow = elementCount(rowDims);
+    const type = this.setup.handle.info.inputs[0].type;
+    const fitting = Math.floor(this.initialBytes / Math.max(1, perRow * bytesPerElement(type)));
+    const capacity = Math.max(rows, Math.min(cap, fitting));
+    const tensor = this.allocator.allocateTensor(type, [capacity, ...rowDims]);
+    const batch: OpenBatch<T> = { rowDims, perRow, tensor, capacity, rows: 0, tokens: [], rowCounts: [], startedAt: [], waitedMs: [] };
     this.open.push(batch);
     return batch;
+  }
+
+  /** Moves a filling batch to a larger pooled tensor (its rows copied once). */
+  private grow(batch: OpenBatch<T>, capacity: number): void {
+    const tensor = this.allocator.allocateTensor(batch.tensor.type, [capacity, ...batch.rowDims]);
+    (tensor.data as Float32Array).set((batch.tensor.data as Float32Array).subarray(0, batch.rows * batch.perRow));
+    this.allocator.releaseTensor(batch.tensor);
+    batch.tensor = tensor;
+    batch.capacity = capacity;
   }
 
   private discard(batch: OpenBatch<T>): void {
