@@ -208,6 +208,8 @@ export class InferController implements GraphUser {
 
   private gathererFor(graph: LoadedGraph): TensorGatherer<Pending> {
     if (this.gatherer?.graph !== graph) {
+      // messages gathered for the graph before a reload go to it now, not after it may be let go
+      this.gatherer?.gatherer.flushAll();
       const gatherer = new TensorGatherer<Pending>(graph.engine, graph.setup, (p, outcome) => {
         this.conclude(p, outcome);
         this.settled(1);

@@ -139,6 +139,17 @@ describe('io/gather: single-tensor requests run as batched engine requests (Tens
     assert.deepEqual([...outputOf(outcomes[4])], [...outputOf(await runInference(engine, setup, tensor(2)))]);
   });
 
+  it('decoding presets get each request its own rows: classification of a one-row and a two-row request', async function () {
+    const setup: InferenceSetup = { ...setupOf(batched), output: { kind: 'classification', topK: 2 } };
+    const payloads = [tensor(31), tensor(32, 2)];
+    const outcomes = await gatherAll(engine, setup, payloads);
+    for (let i = 0; i < payloads.length; i++) {
+      const alone = await runInference(engine, setup, payloads[i]);
+      assert.deepEqual((outcomes[i] as InferenceOutcome).payload, alone.payload, `request ${i}`);
+    }
+    assert.equal(((outcomes[1] as InferenceOutcome).payload as unknown[]).length, 2, 'two rows, two classifications');
+  });
+
   it('a result that cannot be shaped fails every request of its run', async function () {
     const setup: InferenceSetup = { ...setupOf(batched), output: { kind: 'classification', outputName: 'no-such-output' } };
     const outcomes = await gatherAll(engine, setup, [tensor(1), tensor(2)]);

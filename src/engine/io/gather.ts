@@ -9,13 +9,12 @@
  * spread over time instead of bunching into one wave that leaves the event loop idle while it runs.
  */
 import { performance } from 'perf_hooks';
-import type { TaskResult } from '../pipeline/engine';
-import type { TensorData } from '../tensor';
+import type { InferenceEngine, TaskResult } from '../pipeline/engine';
+import { splitOutputs } from '../pipeline/batcher';
+import { bytesPerElement, elementCount, type TensorData } from '../tensor';
 import { checkTensorInput, copyTensorInto, isTensorInput, type TensorInput } from './preprocess';
 import { rawOutputs } from './postprocess';
 import { InputError } from '../errors';
-import { bytesPerElement, elementCount } from '../tensor';
-import type { InferenceEngine } from '../pipeline/engine';
 import { engineAllocator, shapeResult, type EngineLike, type InferenceOutcome, type InferencePayload, type InferenceSetup } from './infer';
 
 /**
@@ -190,13 +189,13 @@ export class TensorGatherer<T> {
     const { tokens, rowCounts } = batch;
     const output = this.setup.output;
     const shape = () => {
+      // raw outputs take each request's rows straight from the batch; the other presets decode views of them
+      if (output.kind !== 'raw') return splitOutputs(result.outputs, rowCounts).map((outputs, i) => shapeResult({ ...result, outputs }, output, false, rowGeometry(rowCounts[i])));
       const out: InferencePayload[] = new Array(tokens.length);
       let row = 0;
       for (let i = 0; i < tokens.length; i++) {
-        const rows = rowCounts[i];
-        // raw outputs take their rows straight from the batch; the other presets decode a view of them
-        out[i] = output.kind === 'raw' ? rawOutputs(result.outputs, output.format, row, rows) : shapeResult({ ...result, outputs: rowsOf(result.outputs, row, rows) }, output, false, rowGeometry(rows));
-        row += rows;
+        out[i] = rawOutputs(result.outputs, output.format, row, rowCounts[i]);
+        row += rowCounts[i];
       }
       return out;
     };
@@ -216,19 +215,6 @@ export class TensorGatherer<T> {
       });
     }
   }
-}
-
-/** `rows` rows of every output from `row` on, as views (no copy) over the batched result. */
-function rowsOf(outputs: Record<string, TensorData>, row: number, rows: number): Record<string, TensorData> {
-  const part: Record<string, TensorData> = {};
-  for (const name in outputs) {
-    const t = outputs[name];
-    const rowLength = t.dims[0] ? t.data.length / t.dims[0] : 0;
-    const dims = t.dims.slice();
-    dims[0] = rows;
-    part[name] = { type: t.type, dims, data: t.data.subarray(row * rowLength, (row + rows) * rowLength) as TensorData['data'] };
-  }
-  return part;
 }
 
 const NO_GEOMETRY: null[][] = [];
