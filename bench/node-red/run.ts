@@ -25,7 +25,8 @@
  * thread, `await session.run()` per message (intra-op threads 1 and 2, the faster counts), in the
  * same process and run. Reported: msg/s ratio and p99 latency (source to sink) per in-flight
  * setting; the best setting that holds p99 <= 2 ms counts (target >= 3x). Node-RED's own ceiling
- * for it: the same three hops with a pass-through node where ncs2-infer is.
+ * for it: the same three hops with a pass-through node where ncs2-infer is. Every measurement also
+ * records how busy the main thread was (event-loop utilization) and its busy time per message.
  *
  * Options (environment): BENCH_SECONDS per round (default 2), BENCH_ROUNDS (default 3),
  * BENCH_IN_FLIGHT (comma list, default "1,32"), BENCH_BATCH_IN_FLIGHT (default "32,48,64,96"),
@@ -65,12 +66,23 @@ interface Measurement {
   latencyMs: LatencySummary;
   /** Process CPU time (main thread + engine workers, user + system) per message, microseconds. */
   cpuUsPerMsg: number;
+  /** Share of the window the main thread (Node-RED's event loop) was busy: its event-loop utilization. */
+  mainThreadBusy: number;
+  /** Main-thread busy time per message, microseconds. */
+  mainThreadUsPerMsg: number;
 }
 
-/** CPU time of the whole process (every thread) since `from`, in microseconds. */
-function cpuSince(from: NodeJS.CpuUsage): number {
-  const d = process.cpuUsage(from);
-  return d.user + d.system;
+type Costs = Pick<Measurement, 'cpuUsPerMsg' | 'mainThreadBusy' | 'mainThreadUsPerMsg'>;
+
+/** Starts measuring CPU time (every thread) and main-thread busy time; the returned function gives them per message. */
+function costWindow(): (messages: number) => Costs {
+  const cpu0 = process.cpuUsage();
+  const elu0 = performance.eventLoopUtilization();
+  return (messages) => {
+    const cpu = process.cpuUsage(cpu0);
+    const elu = performance.eventLoopUtilization(elu0);
+    return { cpuUsPerMsg: (cpu.user + cpu.system) / messages, mainThreadBusy: elu.utilization, mainThreadUsPerMsg: (elu.active * 1000) / messages };
+  };
 }
 
 type Mode = 'engine' | 'nodeRed' | 'nodeRedNoInfer';
@@ -151,12 +163,12 @@ class FlowDriver {
     await sleep(WARMUP_MS);
     this.counting = true;
     const t0 = performance.now();
-    const cpu0 = process.cpuUsage();
+    const costs = costWindow();
     await sleep(SECONDS * 1000);
     this.counting = false;
-    const cpuUs = cpuSince(cpu0);
-    const seconds = (performance.now() - t0) / 1000;
     const messages = this.completed;
+    const perMessage = costs(messages);
+    const seconds = (performance.now() - t0) / 1000;
     const latencyMs = this.latency.summary();
     this.running = false;
     await new Promise<void>((resolve) => {
@@ -164,7 +176,7 @@ class FlowDriver {
       if (this.inFlight === 0) resolve();
     });
     this.drained = undefined;
-    return { msgPerSec: messages / seconds, messages, seconds, latencyMs, cpuUsPerMsg: cpuUs / messages };
+    return { msgPerSec: messages / seconds, messages, seconds, latencyMs, ...perMessage };
   }
 }
 
@@ -219,15 +231,15 @@ async function engineLoop(engine: InferenceEngine, handle: GraphHandle, input: F
   await sleep(WARMUP_MS);
   counting = true;
   const t0 = performance.now();
-  const cpu0 = process.cpuUsage();
+  const costs = costWindow();
   await sleep(SECONDS * 1000);
   counting = false;
-  const cpuUs = cpuSince(cpu0);
-  const seconds = (performance.now() - t0) / 1000;
   const messages = completed;
+  const perMessage = costs(messages);
+  const seconds = (performance.now() - t0) / 1000;
   running = false;
   await Promise.all(lanes);
-  return { msgPerSec: messages / seconds, messages, seconds, latencyMs: latency.summary(), cpuUsPerMsg: cpuUs / messages };
+  return { msgPerSec: messages / seconds, messages, seconds, latencyMs: latency.summary(), ...perMessage };
 }
 
 /**
@@ -241,7 +253,7 @@ async function rawPerMessageLoop(bytes: Uint8Array, input: Float32Array, threads
     const warmEnd = performance.now() + WARMUP_MS;
     while (performance.now() < warmEnd) await session.run(feeds);
     const latency = new LatencyHistogram();
-    const cpu0 = process.cpuUsage();
+    const costs = costWindow();
     const start = performance.now();
     const end = start + SECONDS * 1000;
     let t = start;
@@ -254,7 +266,7 @@ async function rawPerMessageLoop(bytes: Uint8Array, input: Float32Array, threads
       messages++;
     }
     const seconds = (t - start) / 1000;
-    return { msgPerSec: messages / seconds, messages, seconds, latencyMs: latency.summary(), cpuUsPerMsg: cpuSince(cpu0) / messages };
+    return { msgPerSec: messages / seconds, messages, seconds, latencyMs: latency.summary(), ...costs(messages) };
   } finally {
     await session.release();
   }
@@ -288,6 +300,10 @@ const BENCH_NODES_HTML = ['ncs2bench-source', 'ncs2bench-sink', 'ncs2bench-pass'
   .map((t) => `<script type="text/javascript">RED.nodes.registerType('${t}', { category: 'bench', defaults: {}, inputs: 1, outputs: 1 });</script>`)
   .join('\n');
 
+function mainThread(m: Measurement): string {
+  return `; main thread busy ${(m.mainThreadBusy * 100).toFixed(0)} %, ${m.mainThreadUsPerMsg.toFixed(1)} us/msg`;
+}
+
 /** Single-sample messages through ncs2-infer with adaptive batching vs the raw per-message loop. */
 async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Array) {
   const input = new Float32Array(MLP_BATCH.inputSize).map((_, i) => ((i * 37) % 255) / 255);
@@ -302,11 +318,11 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
       process.stderr.write(`batching, round ${round + 1}/${ROUNDS}: raw per-message loop, ${threads} thread(s): ${raw.at(-1)!.msgPerSec.toFixed(0)} msg/s, p99 ${raw.at(-1)!.latencyMs.p99.toFixed(3)} ms\n`);
     }
     bare.push(await driver.run(red, 'bench-go-batch-pass', bareInFlight));
-    process.stderr.write(`batching, round ${round + 1}/${ROUNDS}: Node-RED source -> pass-through -> sink, no inference, ${bareInFlight} in flight: ${bare.at(-1)!.msgPerSec.toFixed(0)} msg/s\n`);
+    process.stderr.write(`batching, round ${round + 1}/${ROUNDS}: Node-RED source -> pass-through -> sink, no inference, ${bareInFlight} in flight: ${bare.at(-1)!.msgPerSec.toFixed(0)} msg/s${mainThread(bare.at(-1)!)}\n`);
     for (const inFlight of BATCH_IN_FLIGHTS) {
       const m = await driver.run(red, 'bench-go-batch', inFlight);
       (flow[inFlight] ??= []).push(m);
-      process.stderr.write(`batching, round ${round + 1}/${ROUNDS}: Node-RED + ncs2-infer with adaptive batching, ${inFlight} in flight: ${m.msgPerSec.toFixed(0)} msg/s, p99 ${m.latencyMs.p99.toFixed(3)} ms\n`);
+      process.stderr.write(`batching, round ${round + 1}/${ROUNDS}: Node-RED + ncs2-infer with adaptive batching, ${inFlight} in flight: ${m.msgPerSec.toFixed(0)} msg/s, p99 ${m.latencyMs.p99.toFixed(3)} ms${mainThread(m)}\n`);
     }
   }
   const rawBest = raw.reduce((a, b) => (b.msgPerSec > a.msgPerSec ? b : a));
@@ -485,8 +501,8 @@ async function main(): Promise<void> {
       const raw = batching.raw.best;
       console.log(`\nbatching: single-sample MLP messages; raw per-message onnxruntime-node loop (best: ${raw.threads} intra-op thread(s)) ${raw.msgPerSec.toFixed(0)} msg/s, p99 ${raw.latencyMs.p99.toFixed(3)} ms`);
       const alone = batching.nodeRedAlone;
-      console.log(`  Node-RED alone (source -> pass-through node -> sink: the same three hops, no inference), ${alone.inFlight} in flight: ${alone.best.msgPerSec.toFixed(0)} msg/s = ${alone.ratioCeiling.toFixed(2)}x the raw loop (no flow through these nodes can beat this)`);
-      for (const x of batching.settings) console.log(`  Node-RED + ncs2-infer, adaptive batching, ${x.inFlight} in flight: ${x.best.msgPerSec.toFixed(0)} msg/s (${x.ratio.toFixed(2)}x), p99 ${x.best.latencyMs.p99.toFixed(3)} ms`);
+      console.log(`  Node-RED alone (source -> pass-through node -> sink: the same three hops, no inference), ${alone.inFlight} in flight: ${alone.best.msgPerSec.toFixed(0)} msg/s = ${alone.ratioCeiling.toFixed(2)}x the raw loop (no flow through these nodes can beat this)${mainThread(alone.best)}`);
+      for (const x of batching.settings) console.log(`  Node-RED + ncs2-infer, adaptive batching, ${x.inFlight} in flight: ${x.best.msgPerSec.toFixed(0)} msg/s (${x.ratio.toFixed(2)}x), p99 ${x.best.latencyMs.p99.toFixed(3)} ms${mainThread(x.best)}`);
       const c = batching.chosen;
       console.log(`target >= ${BATCH_TARGET_RATIO}x with p99 <= ${BATCH_TARGET_P99_MS} ms: ${c.ratio.toFixed(2)}x at ${c.inFlight} in flight, p99 ${c.p99Ms.toFixed(3)} ms -> ratio ${batching.target.ratioMet ? 'met' : 'NOT met'}, p99 ${batching.target.p99Met ? 'met' : 'NOT met'}`);
     }
