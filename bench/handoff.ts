@@ -24,11 +24,9 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
 import { buildMlp, InferenceEngine } from '../src/engine';
-import type { Device, DeviceGraph, LoadRequest, RunRequest, RunResult } from '../src/engine/devices/device';
 import { TensorGatherer } from '../src/engine/io/gather';
 import type { InferenceSetup } from '../src/engine/io/infer';
-import { releasePooled } from '../src/engine/memory/memory-pool';
-import { elementCount } from '../src/engine/tensor';
+import { MainThreadStandIn } from './stand-in-device';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1.5);
@@ -61,43 +59,12 @@ async function window(count: () => number): Promise<{ mainUsPer: number; perSec:
   return { mainUsPer: (elu.active * 1000) / n, perSec: n / ((performance.now() - t0) / 1000) };
 }
 
-/** Answers every run on the next setImmediate with zeroed outputs: the engine's path without a worker. */
-class MainThreadStandIn implements Device {
-  readonly id = 'stand-in';
-  readonly kind = 'cpu' as const;
-  readonly info = { name: 'stand-in', description: 'answers on the main thread, runs nothing', simulated: true };
-  readonly maxInFlight = 64;
-  readonly parallelism = WORKERS;
-
-  async load(request: LoadRequest): Promise<DeviceGraph> {
-    return { key: request.key, inputNames: ['input'], outputNames: ['output'], executionProvider: 'none' };
-  }
-  async unload(): Promise<void> {}
-  run(request: RunRequest): Promise<RunResult> {
-    return new Promise((resolve) =>
-      setImmediate(() => {
-        const outputs: RunResult['outputs'] = {};
-        for (const o of request.outputs ?? []) outputs[o.name] = { type: o.type, dims: o.dims, data: new Float32Array(elementCount(o.dims)) };
-        for (const t of request.inputs) releasePooled(t.data);
-        resolve({ outputs, inferMs: 0, deviceQueueMs: 0 });
-      }),
-    );
-  }
-  telemetry() {
-    return { simulated: true };
-  }
-  peakOpsPerSec(): undefined {
-    return undefined;
-  }
-  async close(): Promise<void> {}
-}
-
 /** A closed loop of IN_FLIGHT single-sample requests through a TensorGatherer on one engine. */
 async function gathererLoop(device: 'cpu' | 'stand-in') {
   const engine = new InferenceEngine();
   const deviceId = device === 'cpu' ? 'cpu' : 'stand-in';
   if (device === 'cpu') engine.acquireDevice({ kind: 'cpu', id: deviceId, workers: WORKERS, threadsPerWorker: 1 });
-  else engine.addDevice(new MainThreadStandIn());
+  else engine.addDevice(new MainThreadStandIn(deviceId, WORKERS));
   const handle = await engine.loadGraph(buildMlp(MLP), { devices: [deviceId], batching: true });
   const setup: InferenceSetup = { handle, image: new Error('tensor input only'), maxBatch: 64, output: { kind: 'raw', format: 'typed' }, devices: [deviceId] };
   const input = new Float32Array(MLP.inputSize).fill(0.25);

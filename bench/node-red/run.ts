@@ -27,12 +27,13 @@
  * before it; per in-flight setting the median over the rounds of flow/raw msg/s and of the p99
  * latency (source to sink) count, and the best setting whose median p99 is <= 2 ms is the result
  * (target >= 3x). Node-RED's own ceiling for it: the same three hops with a pass-through node where
- * ncs2-infer is. Every measurement also records how busy the main thread was (event-loop
- * utilization) and its busy time per message.
+ * ncs2-infer is. And what handing batches to worker threads costs in it: the same flow on a device
+ * of its own whose run() answers on the main thread (no worker, no inference). Every measurement
+ * also records how busy the main thread was (event-loop utilization) and its busy time per message.
  *
  * Options (environment): BENCH_SECONDS per round (default 2), BENCH_ROUNDS (default 3),
  * BENCH_BATCH_ROUNDS (default 5), BENCH_IN_FLIGHT (comma list, default "1,32"),
- * BENCH_BATCH_IN_FLIGHT (default "48,64,96"),
+ * BENCH_BATCH_IN_FLIGHT (default "48,64,96"), BENCH_STAND_IN_IN_FLIGHT (default 64),
  * BENCH_CASES ("overhead,batching", the default, or one of them), BENCH_OUT (default
  * bench/results/node-red.json).
  */
@@ -44,6 +45,7 @@ import * as ort from 'onnxruntime-node';
 import { buildMlp, getEngine, type GraphHandle, type InferenceEngine } from '../../src/engine';
 import { LatencyHistogram, type LatencySummary } from '../../src/engine/telemetry/stats';
 import { bootNodeRed, ROOT, type BootedRed } from '../../test/e2e/red-boot';
+import { answerOnMainThread } from '../stand-in-device';
 
 /** Issue 2's MLP for single-sample tasks (784-128-10). */
 const MLP = { inputSize: 784, hidden: [128], outputSize: 10, seed: 7 };
@@ -56,6 +58,13 @@ const BATCH_IN_FLIGHTS = (process.env.BENCH_BATCH_IN_FLIGHT ?? '48,64,96').split
 const CASES = new Set((process.env.BENCH_CASES ?? 'overhead,batching').split(',').map((c) => c.trim()));
 /** The batching case's model: the same MLP with other weights, so it is a separate engine graph. */
 const MLP_BATCH = { ...MLP, seed: 8 };
+/** Its stand-in twin's model (another graph again, on a device of its own). */
+const MLP_STAND_IN = { ...MLP, seed: 9 };
+/** The stand-in device's engine id: ncs2-device names its device `<kind>-<config node id>`. */
+const STAND_IN_DEVICE = 'cpu-bench-device-standin';
+/** The engine id of the device the other flows use; the engine loop runs there too (not on the stand-in). */
+const FLOW_DEVICE = 'cpu-bench-device';
+const STAND_IN_IN_FLIGHT = Number(process.env.BENCH_STAND_IN_IN_FLIGHT ?? 64);
 const BATCH_TARGET_RATIO = 3;
 const BATCH_TARGET_P99_MS = 2;
 const RAW_THREADS = [1, 2];
@@ -224,7 +233,7 @@ async function engineLoop(engine: InferenceEngine, handle: GraphHandle, input: F
       const t = performance.now();
       const tensor = engine.allocateTensor('float32', [1, input.length]);
       (tensor.data as Float32Array).set(input);
-      await engine.submit(handle, { [inputName]: tensor });
+      await engine.submit(handle, { [inputName]: tensor }, { devices: [FLOW_DEVICE] });
       if (counting) {
         completed++;
         latency.record(performance.now() - t);
@@ -351,9 +360,12 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
   const bareInFlight = Math.max(...BATCH_IN_FLIGHTS);
   // Warm-up, not recorded: compiles the flow's hot paths and lets the adaptive controller settle.
   for (const inFlight of BATCH_IN_FLIGHTS) await driver.run(red, 'bench-go-batch', inFlight);
+  await driver.run(red, 'bench-go-standin', STAND_IN_IN_FLIGHT);
   const flow: Record<number, PairedRound[]> = {};
   // Node-RED's own ceiling for this loop: the same three hops, with a pass-through node where ncs2-infer is.
   const bare: PairedRound[] = [];
+  // ncs2-infer and the engine without the hand-over to worker threads (and without inference).
+  const standIn: PairedRound[] = [];
   for (let round = 0; round < BATCH_ROUNDS; round++) {
     const label = `batching, round ${round + 1}/${BATCH_ROUNDS}`;
     let raw = await rawNow(bytes, input, label);
@@ -366,6 +378,10 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
       (flow[inFlight] ??= []).push({ raw, flow: m, ratio: m.msgPerSec / raw.msgPerSec });
       process.stderr.write(`${label}: Node-RED + ncs2-infer with adaptive batching, ${inFlight} in flight: ${m.msgPerSec.toFixed(0)} msg/s = ${flow[inFlight].at(-1)!.ratio.toFixed(2)}x, p99 ${m.latencyMs.p99.toFixed(3)} ms${mainThread(m)}\n`);
     }
+    raw = await rawNow(bytes, input, label);
+    m = await driver.run(red, 'bench-go-standin', STAND_IN_IN_FLIGHT);
+    standIn.push({ raw, flow: m, ratio: m.msgPerSec / raw.msgPerSec });
+    process.stderr.write(`${label}: the same with a stand-in device answering on the main thread, ${STAND_IN_IN_FLIGHT} in flight: ${m.msgPerSec.toFixed(0)} msg/s = ${standIn.at(-1)!.ratio.toFixed(2)}x, p99 ${m.latencyMs.p99.toFixed(3)} ms${mainThread(m)}\n`);
   }
   const settings = BATCH_IN_FLIGHTS.map((inFlight) => ({ inFlight, ...pairedSummary(flow[inFlight]), rounds: flow[inFlight] }));
   const holding = settings.filter((x) => x.p99Ms <= BATCH_TARGET_P99_MS);
@@ -379,6 +395,8 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
   return {
     method: `closed loop of single-sample messages: inject -> source node -> ncs2-infer (graph with adaptive batching, target p99 ${BATCH_TARGET_P99_MS} ms; node policy reject, 256 in flight) -> sink node (-> back to the source; both minimal custom nodes, no function-node sandbox); raw = one InferenceSession on the main thread, await session.run() per message, intra-op threads ${RAW_THREADS.join(' and ')} (the faster counts), measured just before each flow measurement; one warm-up pass per setting, then ${BATCH_ROUNDS} rounds; per setting the median over rounds of flow/raw msg/s and of the p99 (source to sink)`,
     nodeRedAlone: { inFlight: bareInFlight, ...pairedSummary(bare), rounds: bare },
+    /** The batching flow on a device whose run() answers on the main thread: no worker, no hand-over, no inference. */
+    standInDevice: { inFlight: STAND_IN_IN_FLIGHT, ...pairedSummary(standIn), rounds: standIn },
     settings,
     chosen: { inFlight: chosen.inFlight, msgPerSec: chosen.msgPerSec, p99Ms: chosen.p99Ms, ratio: chosen.ratio },
     target: { minRatio: BATCH_TARGET_RATIO, maxP99Ms: BATCH_TARGET_P99_MS, ratioMet: chosen.ratio >= BATCH_TARGET_RATIO, p99Met: chosen.p99Ms <= BATCH_TARGET_P99_MS },
@@ -386,7 +404,7 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
   };
 }
 
-function flows(modelPath: string, batchModelPath: string): object[] {
+function flows(modelPath: string, batchModelPath: string, standInModelPath: string): object[] {
   const tab = 'bench-tab';
   const fn = (id: string, name: string, func: string, wires: string[]) => ({ id, type: 'function', z: tab, name, func, outputs: 1, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], x: 0, y: 0, wires: [wires] });
   const injectNode = (id: string, wires: string[]) => ({ id, type: 'inject', z: tab, name: 'start', props: [{ p: 'topic', vt: 'str' }], repeat: '', crontab: '', once: false, onceDelay: 0.1, topic: 'start', x: 0, y: 0, wires: [wires] });
@@ -410,6 +428,13 @@ function flows(modelPath: string, batchModelPath: string): object[] {
     { id: 'bench-source-batch', type: 'ncs2bench-source', z: tab, x: 0, y: 0, wires: [['bench-infer-batch']] },
     { id: 'bench-infer-batch', type: 'ncs2-infer', z: tab, name: 'batched', graph: 'bench-graph-batch', policy: 'reject', maxInFlight: '256', maxWaiting: '0', x: 0, y: 0, wires: [['bench-sink-batch']] },
     { id: 'bench-sink-batch', type: 'ncs2bench-sink', z: tab, x: 0, y: 0, wires: [['bench-source-batch']] },
+    // The batching flow again on a device of its own, whose run() the bench replaces (answerOnMainThread).
+    { id: 'bench-device-standin', type: 'ncs2-device', name: 'stand-in', kind: 'cpu', workers: '1', threadsPerWorker: '1', maxInFlight: '', queueCapacity: '1024', queuePolicy: 'reject' },
+    { id: 'bench-graph-standin', type: 'ncs2-graph', name: 'mlp stand-in', model: standInModelPath, device: 'bench-device-standin', preset: 'raw', rawFormat: 'typed', batching: true, batchMaxSize: '32', batchTargetMs: String(BATCH_TARGET_P99_MS) },
+    injectNode('bench-go-standin', ['bench-source-standin']),
+    { id: 'bench-source-standin', type: 'ncs2bench-source', z: tab, x: 0, y: 0, wires: [['bench-infer-standin']] },
+    { id: 'bench-infer-standin', type: 'ncs2-infer', z: tab, name: 'stand-in', graph: 'bench-graph-standin', policy: 'reject', maxInFlight: '256', maxWaiting: '0', x: 0, y: 0, wires: [['bench-sink-standin']] },
+    { id: 'bench-sink-standin', type: 'ncs2bench-sink', z: tab, x: 0, y: 0, wires: [['bench-source-standin']] },
     injectNode('bench-go-batch-pass', ['bench-source-batch-pass']),
     { id: 'bench-source-batch-pass', type: 'ncs2bench-source', z: tab, x: 0, y: 0, wires: [['bench-pass-batch']] },
     { id: 'bench-pass-batch', type: 'ncs2bench-pass', z: tab, x: 0, y: 0, wires: [['bench-sink-batch-pass']] },
@@ -434,6 +459,8 @@ async function main(): Promise<void> {
   const batchModelPath = path.join(dir, 'mlp-784-128-10-batched.onnx');
   const batchModelBytes = buildMlp(MLP_BATCH);
   await fs.writeFile(batchModelPath, batchModelBytes);
+  const standInModelPath = path.join(dir, 'mlp-784-128-10-stand-in.onnx');
+  await fs.writeFile(standInModelPath, buildMlp(MLP_STAND_IN));
   const driver = new FlowDriver(MLP.inputSize);
   (globalThis as { __ncs2bench?: FlowDriver }).__ncs2bench = driver;
   const benchNodes = path.join(dir, 'bench-nodes');
@@ -446,16 +473,20 @@ async function main(): Promise<void> {
   });
   const engine = getEngine();
   try {
-    await deploy(red, flows(modelPath, batchModelPath));
+    await deploy(red, flows(modelPath, batchModelPath, standInModelPath));
     // The flow's graphs load asynchronously after deploy; one pass through each flow waits for them.
     await driver.run(red, 'bench-go', 1);
     await driver.run(red, 'bench-go-batch', 1);
+    await driver.run(red, 'bench-go-standin', 1);
+    const standInDevice = engine.getDevice(STAND_IN_DEVICE);
+    if (!standInDevice) throw new Error(`the stand-in flow's device ${STAND_IN_DEVICE} is not in the engine (devices: ${engine.listDevices().map((d) => d.id).join(', ')})`);
+    standInDevice.run = answerOnMainThread;
     // Same bytes and session options: the engine's graph cache returns the flow's graph (with its
     // placement on the flow's device), so both sides run on identical sessions.
     const handle = await engine.loadGraph(modelBytes);
     const input = new Float32Array(MLP.inputSize).map((_, i) => ((i * 37) % 255) / 255);
     const graphs = engine.graphCount();
-    if (graphs !== 2) throw new Error(`expected the bench to share the flow's graph (and the batching case's own), but the engine has ${graphs} graphs`);
+    if (graphs !== 3) throw new Error(`expected the bench to share the flow's graph (beside the batching case's two), but the engine has ${graphs} graphs`);
 
     const results = [];
     for (const inFlight of CASES.has('overhead') ? IN_FLIGHTS : []) {
@@ -549,6 +580,8 @@ async function main(): Promise<void> {
       const alone = batching.nodeRedAlone;
       console.log(`  Node-RED alone (source -> pass-through node -> sink: the same three hops, no inference), ${alone.inFlight} in flight: ${medians(alone)} (no flow through these nodes can beat this)`);
       for (const x of batching.settings) console.log(`  Node-RED + ncs2-infer, adaptive batching, ${x.inFlight} in flight: ${medians(x)}, p99 ${x.p99Ms.toFixed(3)} ms`);
+      const s = batching.standInDevice;
+      console.log(`  the same on a stand-in device that answers on the main thread (no worker threads, no inference), ${s.inFlight} in flight: ${medians(s)}, p99 ${s.p99Ms.toFixed(3)} ms`);
       const old = batching.bestOfRounds;
       console.log(`  earlier runs' method (each side's fastest round; raw ${old.rawBest.msgPerSec.toFixed(0)} msg/s): ${old.settings.map((x) => `${x.inFlight} in flight ${x.ratio.toFixed(2)}x p99 ${x.p99Ms.toFixed(3)} ms`).join(', ')}`);
       const c = batching.chosen;
