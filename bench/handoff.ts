@@ -49,7 +49,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Main-thread busy microseconds per counted event, and events per second, over one window. */
-async function window(count: () => number): Promise<{ mainUsPer: number; perSec: number }> {
+async function measureWindow(count: () => number): Promise<{ mainUsPer: number; perSec: number }> {
   const n0 = count();
   const elu0 = performance.eventLoopUtilization();
   const t0 = performance.now();
@@ -80,7 +80,7 @@ async function gathererLoop(device: 'cpu' | 'stand-in') {
   for (let i = 0; i < IN_FLIGHT; i++) gatherer.add(i, tensor, performance.now(), 0);
   return {
     measure: async () => {
-      const m = await window(() => answered);
+      const m = await measureWindow(() => answered);
       if (failure) throw failure;
       return { ...m, batchCap: engine.batchCap(handle) };
     },
@@ -162,7 +162,7 @@ async function pingPong(mode: PingPongMode) {
   }
   await sleep(300);
   return {
-    measure: () => window(() => roundTrips),
+    measure: () => measureWindow(() => roundTrips),
     close: async () => {
       running = false;
       await sleep(50);
