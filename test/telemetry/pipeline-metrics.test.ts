@@ -54,7 +54,7 @@ describe('per-stage statistics in Prometheus, the stats node messages and the an
       assert.equal(sampleValue(m, 'ncs2_stage_completed_total', { stage: name }), N, name);
       assert.equal(sampleValue(m, 'ncs2_stage_concurrency', { stage: name }), st[name].concurrency, name);
       assert.equal(sampleValue(m, 'ncs2_stage_queue_depth', { stage: name }), 0, name);
-      const p99 = sampleValue(m, 'ncs2_stage_latency_seconds', { stage: name, quantile: '0.99' });
+      const p99 = sampleValue(m, 'ncs2_stage_latency_p99_seconds', { stage: name });
       assert.ok(p99 !== undefined && Math.abs(p99 - st[name].serviceMs.p99 / 1000) < 1e-9, `${name} p99 ${p99}`);
       const busy = sampleValue(m, 'ncs2_stage_busy_ratio', { stage: name })!;
       assert.ok(busy >= 0 && busy <= 1, `${name} busy ${busy}`);

@@ -35,7 +35,7 @@ describe('Prometheus exposition (src/engine/telemetry/prometheus.ts)', function 
     const m = parseExposition(text);
     const stats = engine.getStats();
     const gs = stats.graphs[g.id];
-    const expectType = { ncs2_inferences_total: 'counter', ncs2_failures_total: 'counter', ncs2_drops_total: 'counter', ncs2_rejections_total: 'counter', ncs2_retries_total: 'counter', ncs2_task_latency_seconds: 'histogram', ncs2_device_in_flight: 'gauge', ncs2_graph_queue_depth: 'gauge', ncs2_device_utilization_ratio: 'gauge', ncs2_pool_hit_rate_ratio: 'gauge', ncs2_graph_cache_hit_rate_ratio: 'gauge', ncs2_event_loop_delay_seconds: 'gauge' };
+    const expectType = { ncs2_inferences_total: 'counter', ncs2_failures_total: 'counter', ncs2_drops_total: 'counter', ncs2_rejections_total: 'counter', ncs2_retries_total: 'counter', ncs2_task_latency_seconds: 'histogram', ncs2_device_in_flight: 'gauge', ncs2_graph_queue_depth: 'gauge', ncs2_device_utilization_ratio: 'gauge', ncs2_pool_hit_rate_ratio: 'gauge', ncs2_graph_cache_hit_rate_ratio: 'gauge', ncs2_event_loop_delay_p99_seconds: 'gauge' };
     for (const [name, type] of Object.entries(expectType)) assert.equal(m.get(name)?.type, type, name);
 
     assert.equal(sampleValue(m, 'ncs2_inferences_total', { graph: 'mlp' }), gs.completed);
@@ -59,7 +59,7 @@ describe('Prometheus exposition (src/engine/telemetry/prometheus.ts)', function 
     assert.equal(sampleValue(m, 'ncs2_device_simulated', { device: 'cpu0' }), 0);
     // No temperature sensor in the CPU device: the series is absent, not 0.
     assert.equal(m.get('ncs2_device_temperature_celsius')!.samples.length, stats.devices.cpu0.temperatureC === null ? 0 : 1);
-    assert.ok(sampleValue(m, 'ncs2_event_loop_delay_seconds', { quantile: '0.99' })! >= 0);
+    assert.ok(sampleValue(m, 'ncs2_event_loop_delay_p99_seconds', {})! >= 0);
     assert.match(exporter.contentType, /^text\/plain; version=0\.0\.4/);
     exporter.detach();
   });

@@ -98,14 +98,11 @@ export class PrometheusExporter {
     perStage('gauge', 'ncs2_stage_concurrency', 'Slots of the stage (requests it works on at once)', (st) => st.concurrency);
     perStage('gauge', 'ncs2_stage_busy_ratio', "Share of the stage's slots busy over the sliding window", (st) => st.busyShare);
     perStage('gauge', 'ncs2_stage_bottleneck', '1 for the stage that limits throughput now (busiest), 0 for the others', (st) => (stats().pipeline.bottleneck?.stage === st.stage ? 1 : 0));
-    metric('gauge', 'ncs2_stage_latency_seconds', 'Time in the stage per request once it had a slot (HDR histogram quantiles)', ['stage', 'quantile'], () =>
-      presentStages()
-        .filter((st) => st.serviceMs.count > 0)
-        .flatMap((st): Array<Row<'stage' | 'quantile'>> => [
-          [{ stage: st.stage, quantile: '0.5' }, st.serviceMs.p50 / 1000],
-          [{ stage: st.stage, quantile: '0.99' }, st.serviceMs.p99 / 1000],
-        ]),
-    );
+    // Quantiles as gauges of their own names: a `quantile` label belongs to summaries only
+    // (promtool check metrics), and a summary's _sum/_count would repeat what the counters say.
+    const withSamples = () => presentStages().filter((st) => st.serviceMs.count > 0);
+    metric('gauge', 'ncs2_stage_latency_p50_seconds', 'Median time in the stage per request once it had a slot (HDR histogram)', ['stage'], () => withSamples().map((st) => [{ stage: st.stage }, st.serviceMs.p50 / 1000]));
+    metric('gauge', 'ncs2_stage_latency_p99_seconds', '99th percentile of the time in the stage per request once it had a slot (HDR histogram)', ['stage'], () => withSamples().map((st) => [{ stage: st.stage }, st.serviceMs.p99 / 1000]));
     perStage('counter', 'ncs2_stage_completed_total', 'Requests the stage finished', (st) => st.completed);
     perStage('counter', 'ncs2_stage_failed_total', 'Requests that failed in the stage (a corrupt image in preprocess)', (st) => st.failed);
     perStage('counter', 'ncs2_stage_rejected_total', "Requests refused because the stage's waiting queue was full", (st) => st.rejected);
@@ -131,13 +128,8 @@ export class PrometheusExporter {
     metric('gauge', 'ncs2_graph_queue_capacity', "Bound of a graph's queue", ['graph'], () => graphs().map((g) => [{ graph: g.name }, g.queueCapacity]));
     metric('gauge', 'ncs2_pool_hit_rate_ratio', 'Buffer requests served from a memory pool', ['pool'], () => Object.entries(stats().memory).map(([pool, m]) => [{ pool }, m.bufferHitRate]));
     metric('gauge', 'ncs2_graph_cache_hit_rate_ratio', 'Graph loads served from the compiled-graph cache', [], () => [[{}, stats().graphCache.hitRate]]);
-    metric('gauge', 'ncs2_event_loop_delay_seconds', "Main thread's event-loop delay (beyond the timer's due time)", ['quantile'], () => {
-      const e = stats().eventLoopDelayMs;
-      return [
-        [{ quantile: '0.5' }, e.p50 / 1000],
-        [{ quantile: '0.99' }, e.p99 / 1000],
-      ];
-    });
+    metric('gauge', 'ncs2_event_loop_delay_p50_seconds', "Median of the main thread's event-loop delay (beyond the timer's due time)", [], () => [[{}, stats().eventLoopDelayMs.p50 / 1000]]);
+    metric('gauge', 'ncs2_event_loop_delay_p99_seconds', "99th percentile of the main thread's event-loop delay (beyond the timer's due time)", [], () => [[{}, stats().eventLoopDelayMs.p99 / 1000]]);
   }
 
   /** One getStats() per scrape: every collect() of the scrape reads the same snapshot. */
