@@ -3,7 +3,7 @@
  * plus the queue bound and policy for the graphs that run on it.
  */
 import * as os from 'os';
-import { getEngine } from '../src/engine/pipeline/singleton';
+import { getEngine } from '../src/engine';
 import { DeviceLease } from './lib/device-lease';
 import { DEVICE_KINDS, parseDeviceSettings } from './lib/settings';
 import type { NodeAPI, NodeDef } from './lib/red';

@@ -4,10 +4,7 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { getEngine } from '../src/engine/pipeline/singleton';
-import { readModelInfo } from '../src/engine/graph/model-info';
-import { ConfigError } from '../src/engine/io/errors';
-import { resolveImageSpec } from '../src/engine/io/preprocess';
+import { getEngine, readModelInfo, ConfigError, resolveImageSpec } from '../src/engine';
 import { GraphLease } from './lib/graph-lease';
 import { DEFAULT_MODEL, exportModelsDir, resolveConfigPath } from './lib/paths';
 import { parseGraphSettings } from './lib/settings';

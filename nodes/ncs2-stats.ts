@@ -2,8 +2,7 @@
  * ncs2-stats: emits the engine's statistics on an interval and on every input message, as
  * dashboard-ready messages (see lib/stats-messages.ts), and mounts the Prometheus endpoint.
  */
-import { getEngine } from '../src/engine/pipeline/singleton';
-import { PrometheusExporter } from '../src/engine/telemetry/prometheus';
+import { getEngine, PrometheusExporter } from '../src/engine';
 import { buildStatsMessages, type StatsFilter } from './lib/stats-messages';
 import { inferNodeCounts } from './lib/infer-counters';
 import type { AdminRequest, NodeAPI, NodeDef, NodeMessage, RedNode, SendFunction } from './lib/red';

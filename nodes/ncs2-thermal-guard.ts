@@ -3,7 +3,7 @@
  * or pause at the critical temperature), reports state changes and periodic readings, and shows
  * the hottest device in its status.
  */
-import { getEngine } from '../src/engine/pipeline/singleton';
+import { getEngine } from '../src/engine';
 import { ThermalGuard } from './lib/thermal-guard';
 import { parseThermalSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';

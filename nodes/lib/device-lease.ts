@@ -1,4 +1,4 @@
-import type { InferenceEngine } from '../../src/engine/pipeline/engine';
+import type { InferenceEngine } from '../../src/engine';
 import type { DeviceSettings } from './settings';
 import { SharedLease } from './shared-lease';
 

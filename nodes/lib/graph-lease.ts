@@ -1,16 +1,7 @@
-import type { GraphHandle, InferenceEngine, QueuePolicy } from '../../src/engine/pipeline/engine';
-import { ConfigError } from '../../src/engine/io/errors';
-import { resolveImageSpec, type ImageSpec } from '../../src/engine/io/preprocess';
-import { checkClassificationOutput, loadLabels } from '../../src/engine/io/postprocess';
-import { checkDetectionOutputs } from '../../src/engine/io/detection';
-import { checkCharset, loadCharset, resolveDbOptions } from '../../src/engine/io/ocr';
-import type { InferenceSetup, OutputPreset } from '../../src/engine/io/infer';
+import { type GraphHandle, type InferenceEngine, type QueuePolicy, ConfigError, resolveImageSpec, type ImageSpec, checkClassificationOutput, loadLabels, checkDetectionOutputs, checkCharset, loadCharset, resolveDbOptions, type InferenceSetup, type OutputPreset, type DeviceKind, optimizeCached, type ImageCalibrationOptions } from '../../src/engine';
 import type { DeviceLease } from './device-lease';
 import { SharedLease } from './shared-lease';
 import type { GraphSettings, OptimizeOnLoad } from './settings';
-import type { DeviceKind } from '../../src/engine/devices/device';
-import { optimizeCached } from '../../src/engine/graph/optimizer/cache';
-import type { ImageCalibrationOptions } from '../../src/engine/graph/optimizer/calibration-data';
 
 export interface LoadedGraph {
   /** The engine that holds the graph (the one messages must go to). */

@@ -1,14 +1,11 @@
 import { performance } from 'perf_hooks';
-import { QueueFullError } from '../../src/engine/errors';
-import { runInference, type InferenceOutcome } from '../../src/engine/io/infer';
-import { groupable, TensorGatherer } from '../../src/engine/io/gather';
+import { QueueFullError, runInference, type InferenceOutcome, groupable, TensorGatherer, type QueuePolicy } from '../../src/engine';
 import type { GraphLease, GraphState, GraphUser, LoadedGraph } from './graph-lease';
 import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red';
 import { StatusMeter, type StatusWords } from './status-meter';
 import { WaitingQueue } from './waiting-queue';
 import { readBatch, type BatchItem } from './batch-message';
 import type { InferMessageCounts } from './infer-counters';
-import type { QueuePolicy } from '../../src/engine/pipeline/engine';
 import { applyResultExtras, type ResultExtras } from './result-extras';
 
 interface Pending {

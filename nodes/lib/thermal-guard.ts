@@ -1,5 +1,4 @@
-import type { InferenceEngine } from '../../src/engine/pipeline/engine';
-import { DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from '../../src/engine/pipeline/thermal-policy';
+import { type InferenceEngine, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from '../../src/engine';
 import type { NodeMessage, NodeStatus } from './red';
 
 export type ThermalAction = 'alert' | 'shed' | 'pause';

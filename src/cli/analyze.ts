@@ -12,9 +12,8 @@ import { performance } from 'perf_hooks';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runEngineConfig, hostInfo, type BenchResult } from './bench';
 import { resolveInputDims, resolveModel, type BenchModel } from './models';
-import { PerformanceAnalyzer, type PerformanceAnalysis } from '../engine/telemetry/analyzer';
+import { PerformanceAnalyzer, type PerformanceAnalysis, type TaskEvent } from '../engine';
 import type { Progress } from './load';
-import type { TaskEvent } from '../engine';
 
 export interface AnalyzeOptions {
   device: 'cpu';

@@ -4,10 +4,7 @@
  * latency, counted ops, TOPS and utilization against the device's measured peak.
  */
 import * as os from 'os';
-import { CpuDevice, InferenceEngine, type Device, type Feeds, type GraphHandle } from '../engine';
-import type { EngineStats } from '../engine/pipeline/engine';
-import { DEFAULT_BATCHING, type BatchingOptions } from '../engine/pipeline/batcher';
-import { ensurePeak, readCachedPeak, peakKey, onnxruntimeVersion, PEAK_PRECISIONS, type PeakPrecision, type PeakResult } from '../engine/telemetry/peak';
+import { CpuDevice, InferenceEngine, type Device, type Feeds, type GraphHandle, type EngineStats, DEFAULT_BATCHING, type BatchingOptions, ensurePeak, readCachedPeak, peakKey, onnxruntimeVersion, PEAK_PRECISIONS, type PeakPrecision, type PeakResult } from '../engine';
 import { driveEngine, type Progress, type WindowResult, type EventLoopSummary } from './load';
 import { resolveInputDims, samplesPerTask, syntheticFeeds, type BenchModel } from './models';
 
