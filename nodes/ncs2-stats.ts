@@ -37,9 +37,9 @@ export = function register(RED: NodeAPI): void {
       }
       if (typeof msg?.graph === 'string') f.graphId = msg.graph;
       else if (def.graph) {
-        const state = graphNode?.lease?.state;
-        if (state?.state !== 'ready') return new Error(`the selected ncs2-graph is not loaded (${state?.state ?? 'not deployed'})`);
-        f.graphId = state.graph.setup.handle.id;
+        const graphId = graphNode?.lease?.graphId;
+        if (graphId === undefined) return new Error(`the selected ncs2-graph is not loaded (${graphNode?.lease?.state.state ?? 'not deployed'})`);
+        f.graphId = graphId;
       }
       return f;
     };

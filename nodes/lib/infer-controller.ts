@@ -7,6 +7,7 @@ import { WaitingQueue } from './waiting-queue';
 import { readBatch, type BatchItem } from './batch-message';
 import type { InferMessageCounts } from './infer-counters';
 import { applyResultExtras, type ResultExtras } from './result-extras';
+import { wrapError } from './wrap-error';
 
 interface Pending {
   msg: NodeMessage;
@@ -104,6 +105,11 @@ export class InferController implements GraphUser {
     }
   }
 
+  /** A warning the engine raised about the graph: shown on this node too, where the flow's author looks. */
+  warn(message: string): void {
+    this.options.warn(message);
+  }
+
   get droppedCount(): number {
     return this.meter.droppedCount;
   }
@@ -115,7 +121,7 @@ export class InferController implements GraphUser {
 
   /** The engine graph id while the model is loaded. */
   get graphId(): string | undefined {
-    return this.state.state === 'ready' ? this.state.graph.setup.handle.id : undefined;
+    return this.state.state === 'ready' ? this.state.graph.graphId : undefined;
   }
 
   onInput(msg: NodeMessage, send: SendFunction, done: DoneFunction): void {
@@ -183,7 +189,7 @@ export class InferController implements GraphUser {
   }
 
   private notLoaded(cause: Error): Error {
-    return new Error(`the model is not loaded, so the message was not processed: ${cause.message}`);
+    return wrapError(`the model is not loaded, so the message was not processed: ${cause.message}`, cause);
   }
 
   /** `waitedMs`: how long the message was held by the node before this. */
