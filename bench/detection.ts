@@ -10,7 +10,8 @@
  */
 import { performance } from 'perf_hooks';
 import sharp from 'sharp';
-import { decodeDetections, type Detection, type DetectionOptions, annotateImage, cropRegions, type ImageGeometry, type TensorData } from '../src/engine';
+import { decodeDetections, annotateImage, cropRegions } from '../src/engine';
+import type { Detection, DetectionOptions, ImageGeometry, TensorData } from '../src/engine';
 
 const iterations = Number(process.argv[2] ?? 200);
 let seed = 42;

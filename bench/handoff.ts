@@ -23,7 +23,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
-import { buildMlp, InferenceEngine, TensorGatherer, type InferenceSetup } from '../src/engine';
+import { buildMlp, InferenceEngine, TensorGatherer } from '../src/engine';
+import type { InferenceSetup } from '../src/engine';
 import { MainThreadStandIn } from './stand-in-device';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);

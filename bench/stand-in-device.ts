@@ -1,4 +1,5 @@
-import { type Device, type DeviceGraph, type LoadRequest, type RunRequest, type RunResult, releasePooled, elementCount } from '../src/engine';
+import { releasePooled, elementCount } from '../src/engine';
+import type { Device, DeviceGraph, LoadRequest, RunRequest, RunResult } from '../src/engine';
 
 /**
  * A device's run() that answers on the main thread's next setImmediate with zeroed outputs: no

@@ -1,4 +1,5 @@
-import { type GraphHandle, type InferenceEngine, type QueuePolicy, ConfigError, resolveImageSpec, type ImageSpec, checkClassificationOutput, loadLabels, checkDetectionOutputs, checkCharset, loadCharset, resolveDbOptions, type InferenceSetup, type OutputPreset, type DeviceKind, optimizeCached, type ImageCalibrationOptions } from '../../src/engine';
+import { ConfigError, resolveImageSpec, checkClassificationOutput, loadLabels, checkDetectionOutputs, checkCharset, loadCharset, resolveDbOptions, optimizeCached } from '../../src/engine';
+import type { GraphHandle, InferenceEngine, QueuePolicy, ImageSpec, InferenceSetup, OutputPreset, DeviceKind, ImageCalibrationOptions } from '../../src/engine';
 import type { DeviceLease } from './device-lease';
 import { SharedLease } from './shared-lease';
 import { forwardWarnings, namesGraph } from './engine-warnings';

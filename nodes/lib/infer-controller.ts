@@ -1,5 +1,6 @@
 import { performance } from 'perf_hooks';
-import { QueueFullError, runInference, type InferenceOutcome, groupable, TensorGatherer, type QueuePolicy } from '../../src/engine';
+import { QueueFullError, runInference, groupable, TensorGatherer } from '../../src/engine';
+import type { InferenceOutcome, QueuePolicy } from '../../src/engine';
 import type { GraphLease, GraphState, GraphUser, LoadedGraph } from './graph-lease';
 import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red';
 import { StatusMeter, type StatusWords } from './status-meter';

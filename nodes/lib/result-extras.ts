@@ -3,7 +3,8 @@
  * dashboards (msg.annotated) and crops of the found regions for a second graph (msg.payload
  * becomes the crops, msg.regions the boxes they came from, in the same order).
  */
-import { InputError, annotateImage, type Annotation, cropRegions, type CropRegion, isRawImage, type ImageSource, type RawImage, type InferencePayload } from '../../src/engine';
+import { InputError, annotateImage, cropRegions, isRawImage } from '../../src/engine';
+import type { Annotation, CropRegion, ImageSource, RawImage, InferencePayload } from '../../src/engine';
 import type { NodeMessage } from './red';
 
 export interface ResultExtras {

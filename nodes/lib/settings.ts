@@ -4,7 +4,8 @@
  */
 import * as os from 'os';
 import * as path from 'path';
-import { ConfigError, type PreprocessOptions, type ResizeMode, type ChannelOrder, type Layout, type ImageDtype, type SoftmaxMode, type RawFormat, type BoxCoordinates, type BoxOrder, type DetectionLayout, type YoloVariant, type DbOptions, type QueuePolicy, type CalibrationMethod, type DeviceKind } from '../../src/engine';
+import { ConfigError } from '../../src/engine';
+import type { PreprocessOptions, ResizeMode, ChannelOrder, Layout, ImageDtype, SoftmaxMode, RawFormat, BoxCoordinates, BoxOrder, DetectionLayout, YoloVariant, DbOptions, QueuePolicy, CalibrationMethod, DeviceKind } from '../../src/engine';
 import { DEFAULT_LABELS, DEFAULT_MODEL, resolveConfigPath } from './paths';
 import type { BatchMode } from './batch-collector';
 import type { ThermalAction, ThermalGuardSettings } from './thermal-guard';

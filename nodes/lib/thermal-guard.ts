@@ -1,4 +1,5 @@
-import { type InferenceEngine, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from '../../src/engine';
+import { DEFAULT_THERMAL_LIMITS } from '../../src/engine';
+import type { InferenceEngine, ThermalLimits, ThermalState } from '../../src/engine';
 import type { NodeMessage, NodeStatus } from './red';
 
 export type ThermalAction = 'alert' | 'shed' | 'pause';

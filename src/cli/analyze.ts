@@ -12,7 +12,8 @@ import { performance } from 'perf_hooks';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runEngineConfig, hostInfo, type BenchResult } from './bench';
 import { resolveInputDims, resolveModel, type BenchModel } from './models';
-import { PerformanceAnalyzer, type PerformanceAnalysis, type TaskEvent } from '../engine';
+import { PerformanceAnalyzer } from '../engine';
+import type { PerformanceAnalysis, TaskEvent } from '../engine';
 import type { Progress } from './load';
 
 export interface AnalyzeOptions {

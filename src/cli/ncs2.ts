@@ -12,7 +12,8 @@ import type { Progress } from './load';
 import { registerAnalyze, benchReportHtml, writeReport } from './analyze';
 import { registerOptimize } from './optimize';
 import { runSimBench, planModel, type SimBenchResult } from './sticks';
-import { listSticks, type StickListing, type ModelPlan } from '../engine';
+import { listSticks } from '../engine';
+import type { StickListing, ModelPlan } from '../engine';
 
 function positiveInt(name: string) {
   return (value: string): number => {

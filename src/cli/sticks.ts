@@ -2,7 +2,8 @@
  * `ncs2 bench --device sim-ncs2` and `ncs2 plan`: simulated NCS2 sticks, paced in real time
  * (bench) or in virtual time (plan), from the same calibrated timing model.
  */
-import { InferenceEngine, SimNcs2Device, planModelFile, simBenchVerdict, type ModelPlan, type SimBenchVerdict, LatencyHistogram, type LatencySummary, elementCount, typedArrayCtor, type Feeds, type UsbGeneration } from '../engine';
+import { InferenceEngine, SimNcs2Device, planModelFile, simBenchVerdict, LatencyHistogram, elementCount, typedArrayCtor } from '../engine';
+import type { ModelPlan, SimBenchVerdict, LatencySummary, Feeds, UsbGeneration } from '../engine';
 import { resolveInputDims, type BenchModel } from './models';
 
 export interface SimBenchResult {
