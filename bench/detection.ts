@@ -10,11 +10,8 @@
  */
 import { performance } from 'perf_hooks';
 import sharp from 'sharp';
-import { decodeDetections, type Detection, type DetectionOptions } from '../src/engine/io/detection';
-import { annotateImage } from '../src/engine/io/annotate';
-import { cropRegions } from '../src/engine/io/crop';
-import type { ImageGeometry } from '../src/engine/io/preprocess';
-import type { TensorData } from '../src/engine/tensor';
+import { decodeDetections, annotateImage, cropRegions } from '../src/engine';
+import type { Detection, DetectionOptions, ImageGeometry, TensorData } from '../src/engine';
 
 const iterations = Number(process.argv[2] ?? 200);
 let seed = 42;

@@ -23,9 +23,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
-import { buildMlp, InferenceEngine } from '../src/engine';
-import { TensorGatherer } from '../src/engine/io/gather';
-import type { InferenceSetup } from '../src/engine/io/infer';
+import { buildMlp, InferenceEngine, TensorGatherer } from '../src/engine';
+import type { InferenceSetup } from '../src/engine';
 import { MainThreadStandIn } from './stand-in-device';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);

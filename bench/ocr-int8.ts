@@ -23,9 +23,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { writeNpyFloat32 } from '../src/engine/graph/optimizer';
-import { imageToTensor } from '../src/engine/io/preprocess';
-import { characterAccuracy, loadCharset } from '../src/engine/io/ocr';
+import { writeNpyFloat32, imageToTensor, characterAccuracy, loadCharset } from '../src/engine';
 import {
   OCR_DET_MODEL, OCR_KEYS, OCR_REC_MODEL, OCR_SAMPLES, ROOT, TEST_LINES,
   cropBox, detSpec, joined, openRawOcr, plainAllocator, readTextRaw, recSpec, renderTextLine, type RawOcr,

@@ -23,8 +23,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
 import * as ort from 'onnxruntime-node';
-import { buildMobileNetLike } from '../src/engine/graph/builder';
-import { optimizeModel, type CalibrationMethod } from '../src/engine/graph/optimizer';
+import { buildMobileNetLike, optimizeModel } from '../src/engine';
+import type { CalibrationMethod } from '../src/engine';
 import { loadMnist, mnistAccuracy, relativeError, syntheticImages, withFloat16Boundaries, MNIST_MODEL, ROOT } from '../test/optimizer/helpers';
 
 const INPUT = [1, 3, 224, 224];

@@ -14,7 +14,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { formatImageBench, runImageBench, type ImageBenchResult } from '../src/cli/image-bench';
 import { resolveModel } from '../src/cli/models';
 import { waitForQuietHost, type QuietResult } from '../src/cli/load';
-import { backgroundPriority } from '../src/engine/host/thread-priority';
+import { backgroundPriority } from '../src/engine';
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);

@@ -22,8 +22,8 @@ import { candidateSplits, hostInfo, runEngineConfig, type EngineRunResult } from
 import { EventLoopProbe, waitForQuietHost, type EventLoopSummary, type QuietResult } from '../src/cli/load';
 import { int8Cnn as quantizedCnn, resolveInputDims, resolveModel, samplesPerTask, syntheticFeeds, type BenchModel } from '../src/cli/models';
 import { markdownTable, int, ms } from '../src/cli/format';
-import { LatencyHistogram, type LatencySummary } from '../src/engine/telemetry/stats';
-import { DEFAULT_BATCHING } from '../src/engine/pipeline/batcher';
+import { LatencyHistogram, DEFAULT_BATCHING } from '../src/engine';
+import type { LatencySummary } from '../src/engine';
 
 interface RawResult {
   threads: number;

@@ -1,6 +1,5 @@
-import type { Device, DeviceGraph, LoadRequest, RunRequest, RunResult } from '../src/engine/devices/device';
-import { releasePooled } from '../src/engine/memory/memory-pool';
-import { elementCount } from '../src/engine/tensor';
+import { releasePooled, elementCount } from '../src/engine';
+import type { Device, DeviceGraph, LoadRequest, RunRequest, RunResult } from '../src/engine';
 
 /**
  * A device's run() that answers on the main thread's next setImmediate with zeroed outputs: no

@@ -6,6 +6,7 @@ import { BatchCollector, type BatchMode } from './lib/batch-collector';
 import { parseBatchSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
 import type { GraphConfigNode } from './lib/config-nodes';
+import { wrapError } from './lib/wrap-error';
 
 type BatchNodeDef = NodeDef & Record<string, unknown> & { graph?: string };
 
@@ -23,7 +24,7 @@ export = function register(RED: NodeAPI): void {
         adaptiveCap: () => adaptiveCap(settings.mode, graphNode),
       });
     } catch (err) {
-      configError = new Error(`ncs2-batch ${def.name || this.id} is invalid: ${(err as Error).message}`);
+      configError = wrapError(`ncs2-batch ${def.name || this.id} is invalid: ${(err as Error).message}`, err);
       this.error(configError.message);
       this.status({ fill: 'red', shape: 'ring', text: 'invalid settings' });
     }
@@ -41,14 +42,10 @@ export = function register(RED: NodeAPI): void {
 };
 
 /**
- * The batch cap the engine's adaptive controller currently uses for the graph, read from its
- * statistics; undefined while the graph is not loaded or has batching off (the count applies).
- * The batch node only reads the graph: it does not load it (the infer node using it does).
+ * The batch cap the engine's adaptive controller currently uses for the graph; undefined while
+ * the graph is not loaded or has batching off (the count applies). The batch node only reads the
+ * graph: it does not load it (the infer node using it does).
  */
 function adaptiveCap(mode: BatchMode, graphNode: GraphConfigNode | null): number | undefined {
-  if (mode !== 'adaptive' || !graphNode?.lease) return undefined;
-  const state = graphNode.lease.state;
-  if (state.state !== 'ready') return undefined;
-  const stats = state.graph.engine.getStats().graphs[state.graph.setup.handle.id];
-  return stats?.batching.enabled ? stats.batching.cap : undefined;
+  return mode === 'adaptive' ? graphNode?.lease?.batchCap() : undefined;
 }

@@ -3,11 +3,12 @@
  * plus the queue bound and policy for the graphs that run on it.
  */
 import * as os from 'os';
-import { getEngine } from '../src/engine/pipeline/singleton';
+import { getEngine } from '../src/engine';
 import { DeviceLease } from './lib/device-lease';
 import { DEVICE_KINDS, parseDeviceSettings } from './lib/settings';
 import type { NodeAPI, NodeDef } from './lib/red';
 import type { DeviceConfigNode } from './lib/config-nodes';
+import { wrapError } from './lib/wrap-error';
 
 type DeviceNodeDef = NodeDef & Record<string, unknown>;
 
@@ -17,9 +18,9 @@ export = function register(RED: NodeAPI): void {
     try {
       const settings = parseDeviceSettings(def);
       // The node id keeps the device id unique per config node and stable across redeploys.
-      this.lease = new DeviceLease(getEngine, `${settings.kind}-${this.id}`, settings, def.name || settings.kind);
+      this.lease = new DeviceLease(getEngine, `${settings.kind}-${this.id}`, settings, def.name || settings.kind, (m) => this.warn(m));
     } catch (err) {
-      this.configError = new Error(`device config ${def.name || this.id} is invalid: ${(err as Error).message}`);
+      this.configError = wrapError(`device config ${def.name || this.id} is invalid: ${(err as Error).message}`, err);
       this.error(this.configError.message);
     }
     this.on('close', (removed, done) => {

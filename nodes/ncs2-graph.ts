@@ -4,15 +4,13 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { getEngine } from '../src/engine/pipeline/singleton';
-import { readModelInfo } from '../src/engine/graph/model-info';
-import { ConfigError } from '../src/engine/io/errors';
-import { resolveImageSpec } from '../src/engine/io/preprocess';
+import { getEngine, readModelInfo, ConfigError, resolveImageSpec } from '../src/engine';
 import { GraphLease } from './lib/graph-lease';
 import { DEFAULT_MODEL, exportModelsDir, resolveConfigPath } from './lib/paths';
 import { parseGraphSettings } from './lib/settings';
 import type { NodeAPI, NodeDef } from './lib/red';
 import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
+import { wrapError } from './lib/wrap-error';
 
 type GraphNodeDef = NodeDef & Record<string, unknown> & { device?: string; model?: string };
 
@@ -28,7 +26,7 @@ export = function register(RED: NodeAPI): void {
       const name = def.name || path.basename(settings.modelPath);
       this.lease = new GraphLease(getEngine, device, settings, name, { info: (m) => this.log(m), warn: (m) => this.warn(m), error: (m) => this.error(m) });
     } catch (err) {
-      this.configError = new Error(`graph config ${def.name || this.id} is invalid: ${(err as Error).message}`);
+      this.configError = wrapError(`graph config ${def.name || this.id} is invalid: ${(err as Error).message}`, err);
       this.error(this.configError.message);
     }
     this.on('close', (removed, done) => {

@@ -7,6 +7,7 @@ import { trackInferNode } from './lib/infer-counters';
 import { parseInferSettings, type InferSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
 import type { GraphConfigNode } from './lib/config-nodes';
+import { wrapError } from './lib/wrap-error';
 
 type InferNodeDef = NodeDef & Record<string, unknown> & { graph?: string; split?: boolean | string };
 
@@ -18,7 +19,7 @@ export = function register(RED: NodeAPI): void {
     try {
       settings = parseInferSettings(def);
     } catch (err) {
-      settings = new Error(`ncs2-infer ${def.name || def.id} is invalid: ${(err as Error).message}`);
+      settings = wrapError(`ncs2-infer ${def.name || def.id} is invalid: ${(err as Error).message}`, err);
     }
     const graph =
       settings instanceof Error ? settings : graphNode ? (graphNode.lease ?? graphNode.configError!) : new Error('no ncs2-graph config node is selected; open the node and choose a graph');

@@ -2,8 +2,7 @@
  * ncs2-stats: emits the engine's statistics on an interval and on every input message, as
  * dashboard-ready messages (see lib/stats-messages.ts), and mounts the Prometheus endpoint.
  */
-import { getEngine } from '../src/engine/pipeline/singleton';
-import { PrometheusExporter } from '../src/engine/telemetry/prometheus';
+import { getEngine, PrometheusExporter } from '../src/engine';
 import { buildStatsMessages, type StatsFilter } from './lib/stats-messages';
 import { inferNodeCounts } from './lib/infer-counters';
 import type { AdminRequest, NodeAPI, NodeDef, NodeMessage, RedNode, SendFunction } from './lib/red';
@@ -38,9 +37,9 @@ export = function register(RED: NodeAPI): void {
       }
       if (typeof msg?.graph === 'string') f.graphId = msg.graph;
       else if (def.graph) {
-        const state = graphNode?.lease?.state;
-        if (state?.state !== 'ready') return new Error(`the selected ncs2-graph is not loaded (${state?.state ?? 'not deployed'})`);
-        f.graphId = state.graph.setup.handle.id;
+        const graphId = graphNode?.lease?.graphId;
+        if (graphId === undefined) return new Error(`the selected ncs2-graph is not loaded (${graphNode?.lease?.state.state ?? 'not deployed'})`);
+        f.graphId = graphId;
       }
       return f;
     };

@@ -3,10 +3,11 @@
  * or pause at the critical temperature), reports state changes and periodic readings, and shows
  * the hottest device in its status.
  */
-import { getEngine } from '../src/engine/pipeline/singleton';
+import { getEngine } from '../src/engine';
 import { ThermalGuard } from './lib/thermal-guard';
 import { parseThermalSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
+import { wrapError } from './lib/wrap-error';
 
 type ThermalNodeDef = NodeDef & Record<string, unknown>;
 
@@ -25,7 +26,7 @@ export = function register(RED: NodeAPI): void {
         status: (status) => this.status(status),
       });
     } catch (err) {
-      configError = new Error(`ncs2-thermal-guard ${def.name || this.id} is invalid: ${(err as Error).message}`);
+      configError = wrapError(`ncs2-thermal-guard ${def.name || this.id} is invalid: ${(err as Error).message}`, err);
       this.error(configError.message);
       this.status({ fill: 'red', shape: 'ring', text: 'invalid settings' });
     }

@@ -42,8 +42,8 @@ import * as os from 'os';
 import * as path from 'path';
 import { performance } from 'perf_hooks';
 import * as ort from 'onnxruntime-node';
-import { buildMlp, getEngine, type GraphHandle, type InferenceEngine } from '../../src/engine';
-import { LatencyHistogram, type LatencySummary } from '../../src/engine/telemetry/stats';
+import { buildMlp, getEngine, LatencyHistogram } from '../../src/engine';
+import type { GraphHandle, InferenceEngine, LatencySummary } from '../../src/engine';
 import { bootNodeRed, ROOT, type BootedRed } from '../../test/e2e/red-boot';
 import { answerOnMainThread } from '../stand-in-device';
 

@@ -1,4 +1,4 @@
-import { InputError } from '../../src/engine/errors';
+import { InputError } from '../../src/engine';
 import type { NodeMessage } from './red';
 
 /**

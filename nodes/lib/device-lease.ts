@@ -1,6 +1,7 @@
-import type { InferenceEngine } from '../../src/engine/pipeline/engine';
+import type { InferenceEngine } from '../../src/engine';
 import type { DeviceSettings } from './settings';
 import { SharedLease } from './shared-lease';
+import { forwardWarnings, namesDevice } from './engine-warnings';
 
 /**
  * An ncs2-device config node's hold on an engine device, shared by its users in the manner of
@@ -10,6 +11,7 @@ import { SharedLease } from './shared-lease';
  */
 export class DeviceLease extends SharedLease<object> {
   private engine: InferenceEngine | undefined;
+  private stopWarnings: (() => void) | undefined;
 
   constructor(
     private readonly getEngine: () => InferenceEngine,
@@ -18,6 +20,8 @@ export class DeviceLease extends SharedLease<object> {
     readonly settings: DeviceSettings,
     /** What status lines show: the config node's name, or the device kind. */
     readonly label: string,
+    /** Where the engine's warnings about this device go (the config node's node.warn). */
+    private readonly warn: (message: string) => void = () => undefined,
   ) {
     super();
   }
@@ -33,6 +37,7 @@ export class DeviceLease extends SharedLease<object> {
       const spec = JSON.parse(JSON.stringify(fields)) as Parameters<InferenceEngine['acquireDevice']>[0];
       engine.acquireDevice(spec);
       this.engine = engine;
+      this.stopWarnings = forwardWarnings(engine, (m) => namesDevice(m, this.deviceId), this.warn);
     }
     this.users.add(user);
   }
@@ -40,6 +45,8 @@ export class DeviceLease extends SharedLease<object> {
   protected override release(removed: boolean): Promise<void> {
     const engine = this.engine;
     this.engine = undefined;
+    this.stopWarnings?.();
+    this.stopWarnings = undefined;
     return engine ? engine.releaseDevice(this.deviceId, { free: removed }) : Promise.resolve();
   }
 }

@@ -1,20 +1,15 @@
-import type { GraphHandle, InferenceEngine, QueuePolicy } from '../../src/engine/pipeline/engine';
-import { ConfigError } from '../../src/engine/io/errors';
-import { resolveImageSpec, type ImageSpec } from '../../src/engine/io/preprocess';
-import { checkClassificationOutput, loadLabels } from '../../src/engine/io/postprocess';
-import { checkDetectionOutputs } from '../../src/engine/io/detection';
-import { checkCharset, loadCharset, resolveDbOptions } from '../../src/engine/io/ocr';
-import type { InferenceSetup, OutputPreset } from '../../src/engine/io/infer';
+import { ConfigError, resolveImageSpec, checkClassificationOutput, loadLabels, checkDetectionOutputs, checkCharset, loadCharset, resolveDbOptions, optimizeCached } from '../../src/engine';
+import type { GraphHandle, InferenceEngine, QueuePolicy, ImageSpec, InferenceSetup, OutputPreset, DeviceKind, ImageCalibrationOptions } from '../../src/engine';
 import type { DeviceLease } from './device-lease';
 import { SharedLease } from './shared-lease';
+import { forwardWarnings, namesGraph } from './engine-warnings';
 import type { GraphSettings, OptimizeOnLoad } from './settings';
-import type { DeviceKind } from '../../src/engine/devices/device';
-import { optimizeCached } from '../../src/engine/graph/optimizer/cache';
-import type { ImageCalibrationOptions } from '../../src/engine/graph/optimizer/calibration-data';
 
 export interface LoadedGraph {
   /** The engine that holds the graph (the one messages must go to). */
   engine: InferenceEngine;
+  /** The engine's id of the graph (shared by every config node that loads the same model). */
+  graphId: string;
   setup: InferenceSetup;
   deviceId: string;
   deviceLabel: string;
@@ -25,6 +20,8 @@ export type GraphState = { state: 'idle' } | { state: 'loading' } | { state: 're
 /** A flow node using the graph; told about every state change (the MQTT broker node pushes status the same way). */
 export interface GraphUser {
   graphState(state: GraphState): void;
+  /** A warning the engine raised about this graph (a device fallback, batching turned off). */
+  warn?(message: string): void;
 }
 
 export interface GraphLeaseLog {
@@ -39,6 +36,8 @@ interface Hold {
   handle?: GraphHandle;
   /** The token this load registered with the device lease (a fresh one per load, so an old release cannot drop a new load's device). */
   deviceToken?: object;
+  /** Stops passing the engine's warnings about this graph on. */
+  stopWarnings?: () => void;
   loading: Promise<LoadedGraph>;
 }
 
@@ -66,6 +65,20 @@ export class GraphLease extends SharedLease<GraphUser> {
     return this.current;
   }
 
+  /** The engine graph id while the model is loaded. */
+  get graphId(): string | undefined {
+    return this.current.state === 'ready' ? this.current.graph.graphId : undefined;
+  }
+
+  /**
+   * The batch cap the engine's dynamic batching uses for the graph now; undefined while the graph
+   * is not loaded or does not batch. Cheap enough per message (no statistics snapshot).
+   */
+  batchCap(): number | undefined {
+    const s = this.current;
+    return s.state === 'ready' ? s.graph.engine.batchCap(s.graph.setup.handle) : undefined;
+  }
+
   /** Where messages wait while the model loads: the device config's queue bound and policy. */
   get waitingBound(): { capacity: number; policy: QueuePolicy } {
     if (this.device instanceof Error) return { capacity: 1, policy: 'reject' };
@@ -88,6 +101,12 @@ export class GraphLease extends SharedLease<GraphUser> {
     return this.hold.loading;
   }
 
+
+  /** The config node and every flow node using the graph hear the warning (the graph node's help promises it). */
+  private warnAll(message: string): void {
+    this.log.warn(message);
+    for (const user of this.users) user.warn?.(message);
+  }
 
   private setState(state: GraphState): void {
     this.current = state;
@@ -121,6 +140,8 @@ export class GraphLease extends SharedLease<GraphUser> {
     const charset = s.preset === 'text-recognition' && s.charsetPath ? await loadCharset(s.charsetPath, { spaceChar: s.spaceChar }) : undefined;
     const engine = this.getEngine();
     hold.engine = engine;
+    // The engine names a graph by the name its first loader gave; a shared graph may carry another config node's name.
+    hold.stopWarnings = forwardWarnings(engine, (m) => namesGraph(m, this.name) || (hold.handle !== undefined && namesGraph(m, hold.handle.name)), (m) => this.warnAll(m));
     hold.deviceToken = {};
     device.register(hold.deviceToken);
     const { capacity, policy } = this.waitingBound;
@@ -151,7 +172,7 @@ export class GraphLease extends SharedLease<GraphUser> {
     } catch (err) {
       image = err as Error;
     }
-    return { engine, setup: { handle: hold.handle, image, maxBatch: s.maxBatch, output, devices: [device.deviceId] }, deviceId: device.deviceId, deviceLabel: device.label };
+    return { engine, graphId: hold.handle.id, setup: { handle: hold.handle, image, maxBatch: s.maxBatch, output, devices: [device.deviceId] }, deviceId: device.deviceId, deviceLabel: device.label };
   }
 
   /** The optimized model file: from the disk cache, or made now (off the main thread) and cached. */
@@ -175,6 +196,7 @@ export class GraphLease extends SharedLease<GraphUser> {
     if (!hold) return;
     this.current = { state: 'idle' };
     await hold.loading.catch(() => undefined);
+    hold.stopWarnings?.();
     if (hold.handle && hold.engine) await hold.engine.releaseGraph(hold.handle, { free: removed });
     if (hold.deviceToken && !(this.device instanceof Error)) await this.device.deregister(hold.deviceToken, removed);
   }

@@ -1,15 +1,14 @@
 import { performance } from 'perf_hooks';
-import { QueueFullError } from '../../src/engine/errors';
-import { runInference, type InferenceOutcome } from '../../src/engine/io/infer';
-import { groupable, TensorGatherer } from '../../src/engine/io/gather';
+import { QueueFullError, runInference, groupable, TensorGatherer } from '../../src/engine';
+import type { InferenceOutcome, QueuePolicy } from '../../src/engine';
 import type { GraphLease, GraphState, GraphUser, LoadedGraph } from './graph-lease';
 import type { DoneFunction, NodeMessage, NodeStatus, SendFunction } from './red';
 import { StatusMeter, type StatusWords } from './status-meter';
 import { WaitingQueue } from './waiting-queue';
 import { readBatch, type BatchItem } from './batch-message';
 import type { InferMessageCounts } from './infer-counters';
-import type { QueuePolicy } from '../../src/engine/pipeline/engine';
 import { applyResultExtras, type ResultExtras } from './result-extras';
+import { wrapError } from './wrap-error';
 
 interface Pending {
   msg: NodeMessage;
@@ -107,6 +106,11 @@ export class InferController implements GraphUser {
     }
   }
 
+  /** A warning the engine raised about the graph: shown on this node too, where the flow's author looks. */
+  warn(message: string): void {
+    this.options.warn(message);
+  }
+
   get droppedCount(): number {
     return this.meter.droppedCount;
   }
@@ -118,7 +122,7 @@ export class InferController implements GraphUser {
 
   /** The engine graph id while the model is loaded. */
   get graphId(): string | undefined {
-    return this.state.state === 'ready' ? this.state.graph.setup.handle.id : undefined;
+    return this.state.state === 'ready' ? this.state.graph.graphId : undefined;
   }
 
   onInput(msg: NodeMessage, send: SendFunction, done: DoneFunction): void {
@@ -186,7 +190,7 @@ export class InferController implements GraphUser {
   }
 
   private notLoaded(cause: Error): Error {
-    return new Error(`the model is not loaded, so the message was not processed: ${cause.message}`);
+    return wrapError(`the model is not loaded, so the message was not processed: ${cause.message}`, cause);
   }
 
   /** `waitedMs`: how long the message was held by the node before this. */

@@ -3,11 +3,8 @@
  * dashboards (msg.annotated) and crops of the found regions for a second graph (msg.payload
  * becomes the crops, msg.regions the boxes they came from, in the same order).
  */
-import { InputError } from '../../src/engine/errors';
-import { annotateImage, type Annotation } from '../../src/engine/io/annotate';
-import { cropRegions, type CropRegion } from '../../src/engine/io/crop';
-import { isRawImage, type ImageSource, type RawImage } from '../../src/engine/io/preprocess';
-import type { InferencePayload } from '../../src/engine/io/infer';
+import { InputError, annotateImage, cropRegions, isRawImage } from '../../src/engine';
+import type { Annotation, CropRegion, ImageSource, RawImage, InferencePayload } from '../../src/engine';
 import type { NodeMessage } from './red';
 
 export interface ResultExtras {

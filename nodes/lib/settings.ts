@@ -4,14 +4,8 @@
  */
 import * as os from 'os';
 import * as path from 'path';
-import { ConfigError } from '../../src/engine/io/errors';
-import type { PreprocessOptions, ResizeMode, ChannelOrder, Layout, ImageDtype } from '../../src/engine/io/preprocess';
-import type { SoftmaxMode, RawFormat } from '../../src/engine/io/postprocess';
-import type { BoxCoordinates, BoxOrder, DetectionLayout, YoloVariant } from '../../src/engine/io/detection';
-import type { DbOptions } from '../../src/engine/io/ocr';
-import type { QueuePolicy } from '../../src/engine/pipeline/engine';
-import type { CalibrationMethod } from '../../src/engine/graph/optimizer/calibrate';
-import type { DeviceKind } from '../../src/engine/devices/device';
+import { ConfigError } from '../../src/engine';
+import type { PreprocessOptions, ResizeMode, ChannelOrder, Layout, ImageDtype, SoftmaxMode, RawFormat, BoxCoordinates, BoxOrder, DetectionLayout, YoloVariant, DbOptions, QueuePolicy, CalibrationMethod, DeviceKind } from '../../src/engine';
 import { DEFAULT_LABELS, DEFAULT_MODEL, resolveConfigPath } from './paths';
 import type { BatchMode } from './batch-collector';
 import type { ThermalAction, ThermalGuardSettings } from './thermal-guard';

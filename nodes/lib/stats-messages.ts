@@ -4,7 +4,7 @@
  * dashboards' charts and gauges take as is (topic = series, payload = y). Output 2 carries one
  * array of device rows, which ui-table replaces its contents with.
  */
-import type { EngineStats } from '../../src/engine/pipeline/engine';
+import type { EngineStats } from '../../src/engine';
 import type { InferNodeCounts } from './infer-counters';
 
 export interface StatsFilter {

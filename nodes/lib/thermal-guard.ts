@@ -1,5 +1,5 @@
-import type { InferenceEngine } from '../../src/engine/pipeline/engine';
-import { DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from '../../src/engine/pipeline/thermal-policy';
+import { DEFAULT_THERMAL_LIMITS } from '../../src/engine';
+import type { InferenceEngine, ThermalLimits, ThermalState } from '../../src/engine';
 import type { NodeMessage, NodeStatus } from './red';
 
 export type ThermalAction = 'alert' | 'shed' | 'pause';

@@ -1,4 +1,4 @@
-import type { QueuePolicy } from '../../src/engine/pipeline/engine';
+import type { QueuePolicy } from '../../src/engine';
 
 export type Offer<T> = { outcome: 'queued' } | { outcome: 'rejected' | 'dropped'; item: T };
 

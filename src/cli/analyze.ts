@@ -12,9 +12,9 @@ import { performance } from 'perf_hooks';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runEngineConfig, hostInfo, type BenchResult } from './bench';
 import { resolveInputDims, resolveModel, type BenchModel } from './models';
-import { PerformanceAnalyzer, type PerformanceAnalysis } from '../engine/telemetry/analyzer';
+import { PerformanceAnalyzer } from '../engine';
+import type { PerformanceAnalysis, TaskEvent } from '../engine';
 import type { Progress } from './load';
-import type { TaskEvent } from '../engine';
 
 export interface AnalyzeOptions {
   device: 'cpu';

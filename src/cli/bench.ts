@@ -4,10 +4,8 @@
  * latency, counted ops, TOPS and utilization against the device's measured peak.
  */
 import * as os from 'os';
-import { CpuDevice, InferenceEngine, type Device, type Feeds, type GraphHandle } from '../engine';
-import type { EngineStats } from '../engine/pipeline/engine';
-import { DEFAULT_BATCHING, type BatchingOptions } from '../engine/pipeline/batcher';
-import { ensurePeak, readCachedPeak, peakKey, onnxruntimeVersion, PEAK_PRECISIONS, type PeakPrecision, type PeakResult } from '../engine/telemetry/peak';
+import { CpuDevice, InferenceEngine, DEFAULT_BATCHING, ensurePeak, readCachedPeak, peakKey, onnxruntimeVersion, PEAK_PRECISIONS } from '../engine';
+import type { Device, Feeds, GraphHandle, EngineStats, BatchingOptions, PeakPrecision, PeakResult } from '../engine';
 import { driveEngine, type Progress, type WindowResult, type EventLoopSummary } from './load';
 import { resolveInputDims, samplesPerTask, syntheticFeeds, type BenchModel } from './models';
 

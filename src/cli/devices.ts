@@ -4,8 +4,8 @@
  * rule), with the peak this host measured for that split when the cache has one.
  */
 import { promises as fs } from 'fs';
-import { CpuDevice, InferenceEngine } from '../engine';
-import { ensurePeak, peakCachePath, peakKey, peakKeyFor, readCachedPeak, onnxruntimeVersion, type PeakResult } from '../engine/telemetry/peak';
+import { CpuDevice, InferenceEngine, ensurePeak, peakCachePath, peakKey, peakKeyFor, readCachedPeak, onnxruntimeVersion } from '../engine';
+import type { PeakResult } from '../engine';
 
 export interface DeviceReport {
   id: string;

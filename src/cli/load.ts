@@ -6,8 +6,8 @@
  */
 import * as os from 'os';
 import { monitorEventLoopDelay, performance, type EventLoopUtilization } from 'perf_hooks';
-import type { InferenceEngine, GraphHandle, Feeds } from '../engine';
-import { LatencyHistogram, type LatencySummary } from '../engine/telemetry/stats';
+import { LatencyHistogram } from '../engine';
+import type { InferenceEngine, GraphHandle, Feeds, LatencySummary } from '../engine';
 
 export interface EventLoopSummary {
   p50: number;

@@ -4,7 +4,8 @@
  */
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { buildMlp, buildMobileNetLike, optimizeModel, readModelInfo, ModelFormatError, ModelLoadError, type ModelInfo, type Feeds, type TypedArray } from '../engine';
+import { buildMlp, buildMobileNetLike, optimizeModel, readModelInfo, ModelFormatError, ModelLoadError } from '../engine';
+import type { ModelInfo, Feeds, TypedArray } from '../engine';
 
 export interface BenchModel {
   /** Short name for tables ('mlp', 'cnn' or the file name). */

@@ -12,8 +12,8 @@ import type { Progress } from './load';
 import { registerAnalyze, benchReportHtml, writeReport } from './analyze';
 import { registerOptimize } from './optimize';
 import { runSimBench, planModel, type SimBenchResult } from './sticks';
-import { listSticks, type StickListing } from '../engine/devices/usb/registry';
-import type { ModelPlan } from '../engine/planner';
+import { listSticks } from '../engine';
+import type { StickListing, ModelPlan } from '../engine';
 
 function positiveInt(name: string) {
   return (value: string): number => {

@@ -1,6 +1,6 @@
 /** `ncs2 optimize`: the engine's optimizer (FP16, INT8 with calibration, folded preprocessing) on a file. */
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { optimizeModel, writeModelAtomic, formatReport } from '../engine/graph/optimizer';
+import { optimizeModel, writeModelAtomic, formatReport } from '../engine';
 
 function floats(flag: string) {
   return (v: string) => {

@@ -2,13 +2,9 @@
  * `ncs2 bench --device sim-ncs2` and `ncs2 plan`: simulated NCS2 sticks, paced in real time
  * (bench) or in virtual time (plan), from the same calibrated timing model.
  */
-import { InferenceEngine } from '../engine/pipeline/engine';
-import { SimNcs2Device } from '../engine/devices/sim-ncs2';
-import { planModelFile, simBenchVerdict, type ModelPlan, type SimBenchVerdict } from '../engine/planner';
-import { LatencyHistogram, type LatencySummary } from '../engine/telemetry/stats';
-import { elementCount, typedArrayCtor, type Feeds } from '../engine/tensor';
+import { InferenceEngine, SimNcs2Device, planModelFile, simBenchVerdict, LatencyHistogram, elementCount, typedArrayCtor } from '../engine';
+import type { ModelPlan, SimBenchVerdict, LatencySummary, Feeds, UsbGeneration } from '../engine';
 import { resolveInputDims, type BenchModel } from './models';
-import type { UsbGeneration } from '../engine/devices/sim-ncs2/timing';
 
 export interface SimBenchResult {
   model: { name: string; description: string };

@@ -2,8 +2,8 @@ import { strict as assert } from 'assert';
 import * as path from 'path';
 import * as fs from 'fs';
 import * as os from 'os';
-import { InferenceEngine } from '../../src/engine/pipeline/engine';
-import { buildMlp } from '../../src/engine/graph/builder';
+import { EventEmitter } from 'events';
+import { InferenceEngine, buildMlp, ConfigError, ModelLoadError } from '../../src/engine';
 import { DeviceLease } from '../../nodes/lib/device-lease';
 import { GraphLease, type GraphState } from '../../nodes/lib/graph-lease';
 import { InferController } from '../../nodes/lib/infer-controller';
@@ -11,6 +11,7 @@ import { DEFAULT_LABELS, DEFAULT_MODEL, PACKAGE_ROOT, resolveConfigPath } from '
 import { parseDeviceSettings, parseGraphSettings } from '../../nodes/lib/settings';
 import { StatusMeter } from '../../nodes/lib/status-meter';
 import { WaitingQueue } from '../../nodes/lib/waiting-queue';
+import { wrapError } from '../../nodes/lib/wrap-error';
 import type { NodeStatus } from '../../nodes/lib/red';
 import { ROOT } from './support';
 
@@ -28,7 +29,9 @@ function fakeEngine() {
   const calls: string[] = [];
   const graphReleases: Array<() => void> = [];
   const info = { inputs: [{ name: 'image', type: 'float32', dims: ['N', 1, 28, 28] }], outputs: [{ name: 'logits', type: 'float32', dims: ['N', 10] }] };
-  const engine = {
+  // An EventEmitter like the engine, so the leases can listen for its 'warning' events.
+  const engine = Object.assign(new EventEmitter(), {
+    batchCap: (h: { id: string }) => (h.id === 'g' ? 8 : undefined),
     acquireDevice: (spec: { id: string }) => calls.push(`acquireDevice ${spec.id}`),
     releaseDevice: (id: string, o: { free?: boolean }) => {
       calls.push(`releaseDevice ${id} free=${o.free}`);
@@ -44,13 +47,14 @@ function fakeEngine() {
       graphReleases.push(d.resolve);
       return d.promise;
     },
-  };
+  });
   return { engine: engine as unknown as InferenceEngine, calls, graphReleases };
 }
 
 function user() {
   const states: GraphState[] = [];
-  return { states, graphState: (s: GraphState) => states.push(s) };
+  const warnings: string[] = [];
+  return { states, warnings, graphState: (s: GraphState) => states.push(s), warn: (m: string) => warnings.push(m) };
 }
 
 const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
@@ -195,6 +199,51 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       assert.equal(b.states.at(-1)?.state, 'ready');
     });
 
+    it('give adapters the graph id and the batch cap once loaded, and nothing before', async function () {
+      const { engine } = fakeEngine();
+      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu');
+      const lease = new GraphLease(() => engine, device, settings(), 'g', log);
+      assert.equal(lease.graphId, undefined);
+      assert.equal(lease.batchCap(), undefined);
+      lease.register(user());
+      await lease.whenLoaded();
+      await pause(0);
+      assert.equal(lease.graphId, 'g');
+      assert.equal(lease.batchCap(), 8);
+    });
+
+    it("pass the engine's warnings about their graph or device on, and stop listening when released", async function () {
+      const { engine, graphReleases } = fakeEngine();
+      const deviceWarnings: string[] = [];
+      const graphWarnings: string[] = [];
+      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu', (m) => deviceWarnings.push(m));
+      const lease = new GraphLease(() => engine, device, settings(), 'g', { ...log, warn: (m) => graphWarnings.push(m) });
+      const a = user();
+      const b = user();
+      lease.register(a);
+      lease.register(b);
+      await lease.whenLoaded();
+      assert.equal(engine.listenerCount('warning'), 2, 'one listener per lease');
+      engine.emit('warning', new ModelLoadError('g on cpu-d: fell back to FP32'));
+      engine.emit('warning', new ModelLoadError('other could not be loaded on cpu-x: no such file'));
+      engine.emit('warning', new ModelLoadError('gauge on cpu-d2: another graph and another device'));
+      assert.deepEqual(graphWarnings, ['g on cpu-d: fell back to FP32']);
+      assert.deepEqual(a.warnings, ['g on cpu-d: fell back to FP32'], 'every user of the graph hears it');
+      assert.deepEqual(b.warnings, ['g on cpu-d: fell back to FP32']);
+      assert.deepEqual(deviceWarnings, ['g on cpu-d: fell back to FP32']);
+
+      await lease.deregister(a, false);
+      const released = lease.deregister(b, false);
+      await pause(0);
+      graphReleases.shift()!();
+      await released;
+      // The graph was the device's only user, so the device is released with it.
+      assert.equal(engine.listenerCount('warning'), 0, 'nothing left behind for a redeploy to pile up');
+      engine.emit('warning', new ModelLoadError('g on cpu-d: after release'));
+      assert.equal(graphWarnings.length, 1);
+      assert.equal(deviceWarnings.length, 1);
+    });
+
     it('a graph without a usable device fails with the reason, telling its users', async function () {
       const { engine } = fakeEngine();
       const lease = new GraphLease(() => engine, new Error('device config d is invalid: workers must be an integer'), settings(), 'g', log);
@@ -203,6 +252,33 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       await assert.rejects(lease.whenLoaded(), /device config d is invalid/);
       await pause(0);
       assert.equal(a.states.at(-1)?.state, 'failed');
+    });
+  });
+
+  describe('wrapError', function () {
+    it("keeps the cause's code as an own property (Node-RED copies own code and cause to msg.error)", function () {
+      const cause = new ConfigError("width must be a number, got 'wide'");
+      const err = wrapError(`graph config g is invalid: ${cause.message}`, cause);
+      assert.equal(err.message, "graph config g is invalid: width must be a number, got 'wide'");
+      assert.ok(Object.prototype.hasOwnProperty.call(err, 'code'));
+      assert.equal(err.code, 'CONFIG_INVALID');
+      assert.equal(err.cause, cause);
+      assert.equal(wrapError('x', new Error('plain')).code, undefined);
+      assert.equal(wrapError('x', 'a thrown string').code, undefined);
+    });
+
+    it('an ncs2-infer message refused because the graph failed to load carries the load error code', async function () {
+      const { engine } = fakeEngine();
+      const lease = new GraphLease(() => engine, new ModelLoadError('cannot load model from m.onnx: not a protobuf'), parseGraphSettings({ model: '' }, undefined), 'g', log);
+      const controller = new InferController({ graph: lease, status: () => undefined, warn: () => undefined, words: WORDS });
+      controller.start();
+      const ended: Array<Error | undefined> = [];
+      controller.onInput({ payload: 1 }, () => undefined, (err) => ended.push(err));
+      await assert.rejects(lease.whenLoaded());
+      await pause(0);
+      assert.match(String(ended[0]?.message), /the model is not loaded.*not a protobuf/);
+      assert.equal((ended[0] as Error & { code?: string }).code, 'MODEL_LOAD_FAILED');
+      await controller.close(true);
     });
   });
 
@@ -219,6 +295,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       await pause(0);
       assert.equal(ended.length, 1);
       assert.match(String(ended[0]?.message), /the model is not loaded, so the message was not processed: no device selected/);
+      assert.equal((ended[0] as Error & { code?: string }).code, undefined, 'a plain cause has no code to keep');
       assert.deepEqual(shown.at(-1), { fill: 'red', shape: 'ring', text: 'failed' });
       await controller.close(true);
       controller.onInput({ payload: 2 }, () => undefined, (err) => ended.push(err));
