@@ -103,7 +103,9 @@ export class GraphStore {
     const sessionKey = JSON.stringify({ ep: session.executionProviders ?? ['cpu'], opt: session.graphOptimizationLevel ?? 'all' });
     const hash = hashModel(bytes);
     const id = createHash('sha256').update(hash).update(sessionKey).digest('hex').slice(0, 16);
-    const existing = this.graphs.get(id) ?? (await this.pending.get(id));
+    // looked up before any await: a second load of the same model joins the first while it loads
+    const pending = this.pending.get(id);
+    const existing = this.graphs.get(id) ?? (pending && (await pending));
     if (existing && this.graphs.has(id)) {
       existing.refs++;
       clearTimeout(existing.idleTimer);
