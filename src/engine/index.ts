@@ -27,5 +27,5 @@ export * from './planner';
 export { ThermalOptimizer } from './telemetry/thermal-optimizer';
 export { ThermalPolicy, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from './pipeline/thermal-policy';
 export * from './graph/optimizer';
-/** The engine's typed event map (name to listener arguments) and the 'thermal' event's payload. */
-export type { EngineEvents, ThermalEvent, PipelineStats } from './pipeline/engine';
+/** The engine's typed event map (name to listener arguments), the 'thermal' event's payload, and a graph's load state. */
+export type { EngineEvents, ThermalEvent, PipelineStats, GraphState } from './pipeline/engine';

@@ -11,7 +11,7 @@ import { validateFeeds } from './validate';
 import { DeviceRegistry } from './engine/device-registry';
 import { Dispatcher } from './engine/dispatcher';
 import { engineStats } from './engine/engine-stats';
-import { GraphStore, graphHandle } from './engine/graph-store';
+import { GraphStore } from './engine/graph-store';
 import { PeriodicJobs } from './engine/periodic';
 import { Scheduler } from './engine/scheduler';
 import { StageControl } from './engine/stage-control';
@@ -175,12 +175,12 @@ export class InferenceEngine extends EventEmitter<EngineEvents> {
    */
   async loadGraph(model: string | Uint8Array, options: GraphOptions = {}): Promise<GraphHandle> {
     if (this.closed) throw new EngineClosedError();
-    return graphHandle(await this.graphs.load(model, options));
+    return this.graphs.handle(await this.graphs.load(model, options));
   }
 
   getGraph(id: string): GraphHandle | undefined {
     const g = this.graphs.get(id);
-    return g && graphHandle(g);
+    return g && this.graphs.handle(g);
   }
 
   /**
@@ -256,6 +256,13 @@ export class InferenceEngine extends EventEmitter<EngineEvents> {
       }
       if (options.deviceId && !this.devices.has(options.deviceId)) {
         return refuse(new InputError(`device '${options.deviceId}' is not registered; expected one of ${this.devices.ids().join(', ') || '(none)'}`));
+      }
+      // a task only some devices may run, none of which can: refused now, not left to block the queue
+      const restricted = options.deviceId ? [options.deviceId] : options.devices;
+      const why = restricted && this.graphs.whyNotRunnableOn(g, restricted);
+      if (why) {
+        g.counters.counts.rejected++;
+        return refuse(new InputError(`none of the devices this task may use can run ${g.name}: ${why}`));
       }
       this.dispatcher.submit(g, feeds, batchSize, options, resolve, reject);
     });

@@ -75,10 +75,13 @@ export class Dispatcher {
           // a batch gathering until the end of this turn: its pump comes then (checking on every
           // submission rescanned the queue, quadratic in the batch size)
           if (g.queue.length === 0 || g.batching.gathering) continue;
-          const device = scheduler.pickDevice(g.queue.tasks[0]);
+          const head = g.queue.tasks[0];
+          const device = scheduler.pickDevice(head);
           if (!device) {
             if (g.load.loaded.size < devices.size) graphs.fillPlacement(g);
             if (g.load.loaded.size === 0 && g.load.loading.size === 0) this.failUnrunnable(g);
+            // a task restricted to devices that cannot run it would wait forever, and block the tasks behind it
+            else if ((head.deviceId || head.allowed) && this.failIfNowhereToRun(head)) progressed = true;
             continue;
           }
           const group = g.batching.takeGroup(g.queue, devices.busyOf(device) >= device.parallelism);
@@ -94,8 +97,20 @@ export class Dispatcher {
 
   /** No device has the graph and none is loading it: waiting would be forever, so say why now. */
   private failUnrunnable(g: GraphEntry): void {
-    const why = this.ctx.devices.size === 0 ? 'no device is registered' : `it could not be loaded (${g.load.reasons() || 'no placed device'})`;
+    const why = this.ctx.graphs.whyUnrunnable(g);
     g.queue.failWaiting(() => new DeviceError(`no device can run ${g.name}: ${why}`, 'none'), { countAsFailed: true });
+  }
+
+  /** Fails the head task if none of the devices it may use can run its graph (one was removed, or failed to load it). */
+  private failIfNowhereToRun(task: Task): boolean {
+    const g = task.graph;
+    const why = this.ctx.graphs.whyNotRunnableOn(g, task.deviceId ? [task.deviceId] : task.allowed!);
+    if (why === undefined) return false;
+    g.queue.tasks.shift();
+    g.counters.counts.failed++;
+    failTask(task, new DeviceError(`none of the devices this task may use can run ${g.name}: ${why}`, task.deviceId ?? 'none'));
+    g.queue.checkDrained();
+    return true;
   }
 
   /**

@@ -25,11 +25,12 @@ export class GraphCounters {
   }
 }
 
-export function graphStats(g: GraphEntry): GraphStats {
+export function graphStats(g: GraphEntry, store: GraphStore): GraphStats {
   const batching = g.batching.active;
   return {
     graphId: g.id,
     name: g.name,
+    ...store.status(g),
     precision: g.info.precision,
     opsPerInference: g.ops.total,
     opsCountComplete: g.ops.unknownOps.length === 0,
@@ -86,7 +87,7 @@ export function engineStats(s: StatsSources): EngineStats {
   }
   const targetTops = s.targetTops ?? (anyPeak ? peakTops : null);
   const graphs: Record<string, GraphStats> = {};
-  for (const g of s.graphs.values()) graphs[g.id] = graphStats(g);
+  for (const g of s.graphs.values()) graphs[g.id] = graphStats(g, s.graphs);
   const c = s.graphs.cache.stats();
   return {
     deviceCount: Object.values(devices).filter((d) => !d.removed).length,

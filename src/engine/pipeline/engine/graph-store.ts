@@ -12,7 +12,7 @@ import { GraphCounters } from './engine-stats';
 import { GraphBatching } from './graph-batching';
 import { GraphQueue } from './graph-queue';
 import { guarded, type ErrorSink } from './periodic';
-import type { EngineOptions, GraphHandle, GraphOptions } from './types';
+import type { EngineOptions, GraphHandle, GraphOptions, GraphState } from './types';
 
 /** Where a graph is loaded, where it is loading, and where it could not be loaded (and why). */
 export class GraphLoadState {
@@ -49,9 +49,6 @@ export interface GraphEntry {
   readonly counters: GraphCounters;
 }
 
-export function graphHandle(g: GraphEntry): GraphHandle {
-  return { id: g.id, name: g.name, info: g.info, ops: g.ops };
-}
 
 export interface GraphStoreContext {
   devices: DeviceRegistry;
@@ -113,6 +110,8 @@ export class GraphStore {
       // One model, one set of sessions: a user placing it elsewhere widens the placement, and
       // its tasks say where they may run (SubmitOptions.devices).
       if (existing.placement) existing.placement = options.devices ? [...new Set([...existing.placement, ...options.devices])] : undefined;
+      // a reload (a redeploy) tries again where loading failed: the cause may have been fixed
+      existing.load.errors.clear();
       this.fillPlacement(existing);
       if (options.queueCapacity) existing.queue.capacity = options.queueCapacity;
       if (options.queuePolicy) existing.queue.policy = options.queuePolicy;
@@ -199,11 +198,16 @@ export class GraphStore {
     for (const g of this.graphs.values()) if (g.refs > 0 && this.placed(g, device)) void this.ensureLoaded(g, device);
   }
 
-  /** A device went: every graph forgets it, and its cache entries go (without unloading: the device closes). */
+  /**
+   * A device went: every graph forgets it, its load failures there included (a device registered
+   * later under the same id is another device), and its cache entries go (without unloading: the
+   * device closes).
+   */
   forgetDevice(deviceId: string): void {
     for (const g of this.graphs.values()) {
       g.load.loaded.delete(deviceId);
       g.load.loading.delete(deviceId);
+      g.load.errors.delete(deviceId);
       this.cache.delete(this.cacheKey(g, deviceId));
     }
   }
@@ -216,25 +220,30 @@ export class GraphStore {
     if (loading) return loading;
     const key = this.cacheKey(graph, device.id);
     this.cache.get(key); // counts the miss
-    loading = device
-      .load({ key, model: graph.model, session: graph.session })
-      .then(
-        (dg) => {
-          if (!this.ctx.devices.has(device.id)) return undefined;
-          load.loaded.set(device.id, dg);
-          load.errors.delete(device.id);
-          if (dg.fallbackReason) this.ctx.warn(new ModelLoadError(`${graph.name} on ${device.id}: ${dg.fallbackReason}`));
-          this.cache.set(key, { graph, deviceId: device.id });
-          this.ctx.pump();
-          return dg;
-        },
-        (err: Error) => {
-          load.errors.set(device.id, err.message);
-          this.ctx.warn(new ModelLoadError(`${graph.name} could not be loaded on ${device.id}: ${err.message}`));
-          return undefined;
-        },
-      )
-      .finally(() => load.loading.delete(device.id));
+    // the entry goes before the pump below: a pump that still saw this load would leave tasks waiting for it
+    const settle = () => {
+      if (load.loading.get(device.id) === loading) load.loading.delete(device.id);
+      // a device removed (or replaced under its id) while loading: its result is not the current one's
+      return this.ctx.devices.get(device.id) === device;
+    };
+    loading = device.load({ key, model: graph.model, session: graph.session }).then(
+      (dg) => {
+        if (!settle()) return undefined;
+        load.loaded.set(device.id, dg);
+        load.errors.delete(device.id);
+        if (dg.fallbackReason) this.ctx.warn(new ModelLoadError(`${graph.name} on ${device.id}: ${dg.fallbackReason}`));
+        this.cache.set(key, { graph, deviceId: device.id });
+        this.ctx.pump();
+        return dg;
+      },
+      (err: Error) => {
+        if (!settle()) return undefined;
+        load.errors.set(device.id, err.message);
+        this.ctx.warn(new ModelLoadError(`${graph.name} could not be loaded on ${device.id}: ${err.message}`));
+        this.ctx.pump(); // tasks that waited for this load fail now if no other device can run them
+        return undefined;
+      },
+    );
     load.loading.set(device.id, loading);
     return loading;
   }
@@ -274,6 +283,49 @@ export class GraphStore {
       this.evict(g, deviceId);
     }
     this.ctx.freed(g);
+  }
+
+  handle(g: GraphEntry): GraphHandle {
+    return { id: g.id, name: g.name, info: g.info, ops: g.ops, ...this.status(g) };
+  }
+
+  /** See GraphState. */
+  status(g: GraphEntry): { state: GraphState; stateReason?: string } {
+    const failures = g.load.reasons();
+    if (g.load.loaded.size > 0) return failures ? { state: 'ready', stateReason: `could not be loaded on ${failures}` } : { state: 'ready' };
+    if (g.load.loading.size > 0 || this.loadsOnDemand(g)) return { state: 'loading' };
+    return { state: 'failed', stateReason: this.whyUnrunnable(g) };
+  }
+
+  /** Why no device can run the graph (it is loaded nowhere, and loading nowhere). */
+  whyUnrunnable(g: GraphEntry): string {
+    if (this.ctx.devices.size === 0) return 'no device is registered';
+    return `it could not be loaded (${g.load.reasons() || 'no placed device'})`;
+  }
+
+  /** A placed device that has not failed to load it: the next pump loads it there (see fillPlacement). */
+  private loadsOnDemand(g: GraphEntry): boolean {
+    for (const device of this.ctx.devices.values()) if (this.placed(g, device) && !g.load.errors.has(device.id)) return true;
+    return false;
+  }
+
+  /**
+   * Whether one of `deviceIds` can run the graph: it has it, is loading it, or is placed and has
+   * not failed to load it. Then undefined; otherwise each id with why it cannot.
+   */
+  whyNotRunnableOn(g: GraphEntry, deviceIds: readonly string[]): string | undefined {
+    const { loaded, loading, errors } = g.load;
+    for (const id of deviceIds) {
+      const device = this.ctx.devices.get(id);
+      if (device && (loaded.has(id) || loading.has(id) || (this.placed(g, device) && !errors.has(id)))) return undefined;
+    }
+    const reasons = deviceIds.map((id) => {
+      const device = this.ctx.devices.get(id);
+      if (!device) return `${id}: no device has this id`;
+      if (errors.has(id)) return `${id}: could not load it (${errors.get(id)})`;
+      return `${id}: ${g.name} is not placed there`;
+    });
+    return `${reasons.join('; ') || 'the list of devices is empty'}; registered devices: ${this.ctx.devices.ids().join(', ') || '(none)'}`;
   }
 
   /** Tasks waiting that this device could take. */

@@ -94,6 +94,9 @@ export interface TaskResult {
 export interface GraphStats {
   graphId: string;
   name: string;
+  state: GraphState;
+  /** Why it failed, or which devices could not load it although it is ready elsewhere. */
+  stateReason?: string;
   precision: Precision;
   opsPerInference: number;
   opsCountComplete: boolean;
@@ -145,11 +148,23 @@ export interface PipelineStats {
   concurrency: ConcurrencyChoice;
 }
 
+/**
+ * Whether a graph can run: `ready` on at least one device; `loading` while no device has it yet
+ * but one is loading it (or will, on demand); `failed` when no device has it and none can load it:
+ * its tasks then fail at once, with the reason. A later loadGraph of the same model retries the
+ * devices that failed, and removing a device forgets its failure.
+ */
+export type GraphState = 'loading' | 'ready' | 'failed';
+
 export interface GraphHandle {
   readonly id: string;
   readonly name: string;
   readonly info: ModelInfo;
   readonly ops: OpCount;
+  /** The state when this handle was made (getGraph makes a fresh one). */
+  readonly state: GraphState;
+  /** Why it failed, or which devices could not load it although it is ready elsewhere. */
+  readonly stateReason?: string;
 }
 
 /** Emitted as 'thermal' when a device's thermal state changes. */
