@@ -141,3 +141,21 @@ describe('failed graph loads are visible, fail tasks fast, and clear (issue 22, 
     assert.deepEqual(Object.keys(stats.placement).sort(), ['a', 'b']);
   });
 });
+
+describe('a device answer the engine cannot hand out', function () {
+  it('fails its task with the reason and a warning, instead of an unhandled rejection and a task that never settles', async function () {
+    const device = new FakeDevice({ id: 'odd' });
+    device.run = async () => ({ outputs: { output: null as never }, inferMs: 1, deviceQueueMs: 0 });
+    const engine = new InferenceEngine({ devices: [device] });
+    try {
+      const warnings: Error[] = [];
+      engine.on('warning', (w) => warnings.push(w));
+      const g = await engine.loadGraph(model, { name: 'tiny' });
+      await assert.rejects(within(engine.submit(g, feeds(1)), 500), /tiny on odd: the result could not be handed out \(.*null.*\)/);
+      assert.equal(warnings.length, 1);
+      assert.equal(engine.getStats().graphs[g.id].failed, 1);
+    } finally {
+      await engine.close();
+    }
+  });
+});

@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'events';
 import type { Device, NamedTensor, OutputSpec } from '../../devices/device';
-import { DeviceError } from '../../errors';
+import { DeviceError, EngineError } from '../../errors';
 import type { DeviceStats } from '../../telemetry/device-stats';
 import type { Feeds, TensorData } from '../../tensor';
 import { concatFeeds, shapeKey, splitOutputs } from '../batcher';
@@ -185,7 +185,17 @@ export class Dispatcher {
         stages.infer.record(performance.now() - dispatchedAt, waitMs, false);
         this.retryOrFail(tasks, err, stats);
       },
-    );
+    )
+      // a result the engine could not hand out (a malformed device answer): its tasks fail with
+      // the reason instead of waiting forever, and the rejection never escapes to the process
+      .catch((err: Error) => {
+        for (const task of tasks) {
+          if (task.settled) continue;
+          g.counters.counts.failed++;
+          failTask(task, new EngineError(`${g.name} on ${device.id}: the result could not be handed out (${err.message})`, 'RESULT_FAILED'));
+        }
+        this.ctx.warn(err);
+      });
   }
 
   /** A failed run: each task retries on another device when it can (a device fault, inputs intact), else fails. */

@@ -179,7 +179,7 @@ export interface ThermalEvent extends ThermalDecision {
  * gets a TaskEvent without a cast, and an unknown event name does not compile.
  */
 export interface EngineEvents {
-  /** Something a user should know that did not fail a task: a graph that runs unbatched, a load that fell back or failed on one device, a periodic check that threw. */
+  /** Something a user should know: a graph that runs unbatched, a load that fell back or failed on a device, a timer or periodic check that threw, a device answer that could not be handed out. */
   warning: [warning: Error];
   /** A completed task (only built when someone listens). */
   task: [event: TaskEvent];
