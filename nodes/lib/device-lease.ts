@@ -1,7 +1,7 @@
 import type { InferenceEngine } from '../../src/engine';
 import type { DeviceSettings } from './settings';
 import { SharedLease } from './shared-lease';
-import { forwardWarnings, namesDevice } from './engine-warnings';
+import { forwardWarnings } from './engine-warnings';
 
 /**
  * An ncs2-device config node's hold on an engine device, shared by its users in the manner of
@@ -37,7 +37,7 @@ export class DeviceLease extends SharedLease<object> {
       const spec = JSON.parse(JSON.stringify(fields)) as Parameters<InferenceEngine['acquireDevice']>[0];
       engine.acquireDevice(spec);
       this.engine = engine;
-      this.stopWarnings = forwardWarnings(engine, (m) => namesDevice(m, this.deviceId), this.warn);
+      this.stopWarnings = forwardWarnings(engine, (about) => about.device === this.deviceId, this.warn);
     }
     this.users.add(user);
   }

@@ -2,7 +2,7 @@ import { ConfigError, resolveImageSpec, checkClassificationOutput, loadLabels, c
 import type { GraphHandle, InferenceEngine, QueuePolicy, ImageSpec, InferenceSetup, OutputPreset, DeviceKind, ImageCalibrationOptions } from '../../src/engine';
 import type { DeviceLease } from './device-lease';
 import { SharedLease } from './shared-lease';
-import { forwardWarnings, namesGraph } from './engine-warnings';
+import { forwardWarnings } from './engine-warnings';
 import type { GraphSettings, OptimizeOnLoad } from './settings';
 
 export interface LoadedGraph {
@@ -140,8 +140,8 @@ export class GraphLease extends SharedLease<GraphUser> {
     const charset = s.preset === 'text-recognition' && s.charsetPath ? await loadCharset(s.charsetPath, { spaceChar: s.spaceChar }) : undefined;
     const engine = this.getEngine();
     hold.engine = engine;
-    // The engine names a graph by the name its first loader gave; a shared graph may carry another config node's name.
-    hold.stopWarnings = forwardWarnings(engine, (m) => namesGraph(m, this.name) || (hold.handle !== undefined && namesGraph(m, hold.handle.name)), (m) => this.warnAll(m));
+    // Before the handle exists (a warning while loading), the graph is known by name only: the engine names a graph by the name its first loader gave.
+    hold.stopWarnings = forwardWarnings(engine, (about) => (hold.handle ? about.graph === hold.handle.id : about.graphName === this.name), (m) => this.warnAll(m));
     hold.deviceToken = {};
     device.register(hold.deviceToken);
     const { capacity, policy } = this.waitingBound;

@@ -37,4 +37,4 @@ export { ThermalPolicy, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type Thermal
 export * from './graph/optimizer';
 export { optimizeCached, type CachedOptimizeOptions, type CachedOptimizeResult } from './graph/optimizer/cache';
 /** The engine's typed event map (name to listener arguments), the 'thermal' event's payload, and a graph's load state. */
-export type { EngineEvents, ThermalEvent, PipelineStats, GraphState } from './pipeline/engine';
+export type { EngineEvents, ThermalEvent, PipelineStats, GraphState, WarningSubject } from './pipeline/engine';

@@ -224,9 +224,11 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       lease.register(b);
       await lease.whenLoaded();
       assert.equal(engine.listenerCount('warning'), 2, 'one listener per lease');
-      engine.emit('warning', new ModelLoadError('g on cpu-d: fell back to FP32'));
-      engine.emit('warning', new ModelLoadError('other could not be loaded on cpu-x: no such file'));
-      engine.emit('warning', new ModelLoadError('gauge on cpu-d2: another graph and another device'));
+      const graphId = lease.graphId!;
+      engine.emit('warning', new ModelLoadError('g on cpu-d: fell back to FP32'), { graph: graphId, graphName: 'g', device: 'cpu-d' });
+      engine.emit('warning', new ModelLoadError('other could not be loaded on cpu-x: no such file'), { graph: 'other-id', graphName: 'other', device: 'cpu-x' });
+      // Wording that looks like theirs reaches nobody: routing goes by the ids the engine names.
+      engine.emit('warning', new ModelLoadError('g on cpu-d: but about another graph and device'), { graph: 'g2-id', graphName: 'g2', device: 'cpu-d2' });
       assert.deepEqual(graphWarnings, ['g on cpu-d: fell back to FP32']);
       assert.deepEqual(a.warnings, ['g on cpu-d: fell back to FP32'], 'every user of the graph hears it');
       assert.deepEqual(b.warnings, ['g on cpu-d: fell back to FP32']);
@@ -239,7 +241,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       await released;
       // The graph was the device's only user, so the device is released with it.
       assert.equal(engine.listenerCount('warning'), 0, 'nothing left behind for a redeploy to pile up');
-      engine.emit('warning', new ModelLoadError('g on cpu-d: after release'));
+      engine.emit('warning', new ModelLoadError('g on cpu-d: after release'), { graph: graphId, graphName: 'g', device: 'cpu-d' });
       assert.equal(graphWarnings.length, 1);
       assert.equal(deviceWarnings.length, 1);
     });

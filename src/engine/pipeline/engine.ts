@@ -12,13 +12,14 @@ import { DeviceRegistry } from './engine/device-registry';
 import { Dispatcher } from './engine/dispatcher';
 import { engineStats } from './engine/engine-stats';
 import { GraphStore } from './engine/graph-store';
-import { PeriodicJobs } from './engine/periodic';
+import { PeriodicJobs, type WarningSubject } from './engine/periodic';
 import { Scheduler } from './engine/scheduler';
 import { StageControl } from './engine/stage-control';
 import { releaseFeeds } from './engine/task';
 import type { EngineEvents, EngineOptions, EngineStats, GraphHandle, GraphOptions, SubmitOptions, TaskResult } from './engine/types';
 
 export type * from './engine/types';
+export type { WarningSubject } from './engine/periodic';
 
 /**
  * The engine: graphs, per-graph bounded queues, and a scheduler that hands each task to the
@@ -38,7 +39,7 @@ export class InferenceEngine extends EventEmitter<EngineEvents> {
   private readonly periodic: PeriodicJobs;
   private readonly eventLoop = new EventLoopMonitor();
   private closed = false;
-  private readonly warn = (warning: Error): void => void this.emit('warning', warning);
+  private readonly warn = (warning: Error, about: WarningSubject = {}): void => void this.emit('warning', warning, about);
 
   constructor(private readonly options: EngineOptions = {}) {
     super();

@@ -9,7 +9,7 @@ import type { StickRecord, StickRegistry } from './registry';
 export interface DeviceHost {
   getDevice(id: string): unknown;
   removeDevice(id: string): Promise<void>;
-  emit?(event: 'warning', err: Error): boolean;
+  emit?(event: 'warning', err: Error, about: { device?: string }): boolean;
 }
 
 /** Returns a function that undoes the binding (call it when the engine closes). */
@@ -17,7 +17,7 @@ export function bindStickRegistry(registry: StickRegistry, engine: DeviceHost): 
   const onDetach = (record: StickRecord) => {
     if (!record.deviceId || !engine.getDevice(record.deviceId)) return;
     engine.removeDevice(record.deviceId).catch((err: Error) => {
-      engine.emit?.('warning', new Error(`removing ${record.deviceId} after its stick ${record.path} detached failed: ${err.message}`));
+      engine.emit?.('warning', new Error(`removing ${record.deviceId} after its stick ${record.path} detached failed: ${err.message}`), { device: record.deviceId });
     });
   };
   registry.on('detach', onDetach);

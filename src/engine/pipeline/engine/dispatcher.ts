@@ -194,7 +194,7 @@ export class Dispatcher {
           g.counters.counts.failed++;
           failTask(task, new EngineError(`${g.name} on ${device.id}: the result could not be handed out (${err.message})`, 'RESULT_FAILED'));
         }
-        this.ctx.warn(err);
+        this.ctx.warn(err, { graph: g.id, graphName: g.name, device: device.id });
       });
   }
 

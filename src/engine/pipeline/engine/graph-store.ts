@@ -177,7 +177,7 @@ export class GraphStore {
 
   private configureBatching(graph: GraphEntry, batching: BatchingOptions | boolean | undefined): void {
     const warning = graph.batching.configure(graph.info, batching, graph.name);
-    if (warning) this.ctx.warn(warning);
+    if (warning) this.ctx.warn(warning, { graph: graph.id, graphName: graph.name });
   }
 
   private placed(graph: GraphEntry, device: Device): boolean {
@@ -231,7 +231,7 @@ export class GraphStore {
         if (!settle()) return undefined;
         load.loaded.set(device.id, dg);
         load.errors.delete(device.id);
-        if (dg.fallbackReason) this.ctx.warn(new ModelLoadError(`${graph.name} on ${device.id}: ${dg.fallbackReason}`));
+        if (dg.fallbackReason) this.ctx.warn(new ModelLoadError(`${graph.name} on ${device.id}: ${dg.fallbackReason}`), { graph: graph.id, graphName: graph.name, device: device.id });
         this.cache.set(key, { graph, deviceId: device.id });
         this.ctx.pump();
         return dg;
@@ -239,7 +239,7 @@ export class GraphStore {
       (err: Error) => {
         if (!settle()) return undefined;
         load.errors.set(device.id, err.message);
-        this.ctx.warn(new ModelLoadError(`${graph.name} could not be loaded on ${device.id}: ${err.message}`));
+        this.ctx.warn(new ModelLoadError(`${graph.name} could not be loaded on ${device.id}: ${err.message}`), { graph: graph.id, graphName: graph.name, device: device.id });
         this.ctx.pump(); // tasks that waited for this load fail now if no other device can run them
         return undefined;
       },

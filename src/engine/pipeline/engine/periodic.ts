@@ -2,7 +2,17 @@
  * Timer and immediate callbacks that cannot throw: an exception escaping one would end the host
  * process (Node-RED with it), so each reports through `onError` instead.
  */
-export type ErrorSink = (error: Error) => void;
+/** What a warning is about, so listeners route it by id instead of reading its wording. */
+export interface WarningSubject {
+  /** Engine graph id. */
+  graph?: string;
+  /** The graph's name (the name its first loader gave). */
+  graphName?: string;
+  /** Engine device id. */
+  device?: string;
+}
+
+export type ErrorSink = (error: Error, about?: WarningSubject) => void;
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));

@@ -2,6 +2,7 @@
 import type { Device, Precision, SessionSettings } from '../../devices/device';
 import type { MemoryPoolStats } from '../../memory/memory-pool';
 import type { ModelInfo } from '../../graph/model-info';
+import type { WarningSubject } from './periodic';
 import type { OpCount } from '../../graph/op-count';
 import type { DeviceStatsSnapshot } from '../../telemetry/device-stats';
 import type { LatencySummary } from '../../telemetry/stats';
@@ -180,7 +181,7 @@ export interface ThermalEvent extends ThermalDecision {
  */
 export interface EngineEvents {
   /** Something a user should know: a graph that runs unbatched, a load that fell back or failed on a device, a timer or periodic check that threw, a device answer that could not be handed out. */
-  warning: [warning: Error];
+  warning: [warning: Error, about: WarningSubject];
   /** A completed task (only built when someone listens). */
   task: [event: TaskEvent];
   thermal: [event: ThermalEvent];
