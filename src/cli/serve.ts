@@ -9,6 +9,7 @@
  */
 import * as http from 'http';
 import * as https from 'https';
+import { timingSafeEqual } from 'crypto';
 import { promises as fs, readFileSync } from 'fs';
 import * as path from 'path';
 import { parseArgs } from 'util';
@@ -50,6 +51,8 @@ export interface ServeOptions {
   maxRequests?: number;
   /** Requests waiting per model in the engine's queue; more get 503. Default 64. */
   queueCapacity?: number;
+  /** When set, model metadata and inference need `Authorization: Bearer <token>` (health and /metrics stay open, for probes and scrapers). */
+  token?: string;
   /** TLS certificate and key (PEM files): serve HTTPS. */
   tls?: { certFile: string; keyFile: string };
   log?: (line: string) => void;
@@ -86,6 +89,12 @@ class HttpError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
   }
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const sent = Buffer.from(header ?? '');
+  const wanted = Buffer.from(`Bearer ${token}`);
+  return sent.length === wanted.length && timingSafeEqual(sent, wanted);
 }
 
 /** The versions under each model folder that hold a model.onnx; a repository with none is an error. */
@@ -261,6 +270,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       res.writeHead(200, { 'content-type': exporter.contentType, 'content-length': Buffer.byteLength(text) }).end(text);
       return;
     }
+    if (options.token !== undefined && !bearerMatches(req.headers.authorization, options.token)) {
+      throw new HttpError(401, 'this server needs a bearer token (Authorization: Bearer <token>) for models and inference; the one sent is missing or wrong');
+    }
     const m = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(?:\/(ready|infer))?$/.exec(p);
     if (!m) throw new HttpError(404, `no such endpoint: ${method} ${p}; this server answers /v2, /v2/health/live, /v2/health/ready, /v2/models/<name>[/versions/<v>][/ready|/infer] and /metrics`);
     const [, name, version, action] = m.map((s) => (s === undefined ? s : decodeURIComponent(s)));
@@ -342,6 +354,7 @@ Protocol (KServe v2) REST API with Triton's binary tensor data extension, and Pr
   --queue <n>           requests waiting per model before 503 (default 64)
   --max-requests <n>    requests read or run at once before 503 (default 256)
   --max-body-mb <n>     largest request body before 413 (default 64)
+  NCS2_SERVE_TOKEN      environment variable: when set, models and inference need this bearer token
   --tls-cert <file>     serve HTTPS with this PEM certificate ...
   --tls-key <file>      ... and this PEM key
 SIGTERM or SIGINT: stops accepting, answers the requests in flight, closes the devices, exits 0.`;
@@ -399,6 +412,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     queueCapacity: positive('queue', values.queue, undefined),
     maxRequests: positive('max-requests', values['max-requests'], undefined),
     maxBodyBytes: values['max-body-mb'] === undefined ? undefined : positive('max-body-mb', values['max-body-mb'], 1)! * 1024 * 1024,
+    // from the environment, not argv: a command line is visible to every user of the machine (ps)
+    token: process.env.NCS2_SERVE_TOKEN || undefined,
     tls: values['tls-cert'] ? { certFile: values['tls-cert'], keyFile: values['tls-key']! } : undefined,
     log: (line) => console.log(line),
   });
