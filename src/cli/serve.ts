@@ -103,7 +103,7 @@ export async function scanModelRepository(dir: string): Promise<Array<{ name: st
   try {
     names = (await fs.readdir(dir, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
   } catch (err) {
-    throw new Error(`cannot read the model repository ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; expected a folder of <name>/<version>/model.onnx`);
+    throw new Error(`cannot read the model repository ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; expected a folder of <name>/<version>/model.onnx`, { cause: err });
   }
   const found: Array<{ name: string; version: string; file: string }> = [];
   for (const name of names) {

@@ -1,7 +1,9 @@
 import { strict as assert } from 'assert';
+import { execFile } from 'child_process';
 import { promises as fs } from 'fs';
+import * as path from 'path';
 import { decodeTensors, splitBody } from '../../src/engine';
-import { makeRepository, send, startServe, type Answer, type ServerProcess } from './servers';
+import { CLI, makeRepository, send, startServe, type Answer, type ServerProcess } from './servers';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -96,7 +98,7 @@ describe('ncs2 serve: the Open Inference Protocol REST API of a real server proc
     });
     const mlp = (await send(`${server.url}/v2/models/mlp/versions/1`, 'GET')).json();
     assert.deepEqual(mlp.versions, ['1', '2']);
-    assertError(await send(`${server.url}/v2/models/nosuchmodel`, 'GET'), 404, /unknown model 'nosuchmodel'; this server has 'mlp', 'mnist', 'mymodel'/);
+    assertError(await send(`${server.url}/v2/models/nosuchmodel`, 'GET'), 404, /unknown model 'nosuchmodel'; this server has 'mlp', 'mlp-batch1', 'mnist', 'mymodel'/);
     assertError(await send(`${server.url}/v2/models/mlp/versions/9`, 'GET'), 404, /model 'mlp' has no version '9'; it has 1, 2/);
   });
 
@@ -296,5 +298,34 @@ describe('ncs2 serve: bounded, and a clean SIGTERM (simulated sticks)', function
     assert.equal(await server.exited, 0, server.output());
     assert.match(server.output(), /SIGTERM: answering the requests in flight[\s\S]*stopped/);
     await assert.rejects(send(`${server.url}/v2/health/live`, 'GET'), /ECONNREFUSED/);
+  });
+});
+
+describe('ncs2 serve: command-line mistakes', function () {
+  this.timeout(60_000);
+  const run = (args: string[]) =>
+    new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [CLI, 'serve', ...args], { timeout: 30_000 }, (err, _stdout, stderr) => resolve({ code: err ? Number((err as NodeJS.ErrnoException).code) : 0, stderr }));
+    });
+
+  it('exit 1 saying what was expected', async () => {
+    const repo = await makeRepository();
+    try {
+      await fs.mkdir(path.join(repo, 'broken', '1'), { recursive: true });
+      await fs.writeFile(path.join(repo, 'broken', '1', 'model.onnx'), 'not a model');
+      for (const [args, words] of [
+        [[], /ncs2: error: --models <dir> is required/],
+        [['--models', '/nonexistent-repo'], /cannot read the model repository \/nonexistent-repo: ENOENT; expected a folder of <name>\/<version>\/model\.onnx/],
+        [['--models', repo, '--device', 'gpu'], /--device must be cpu or sim-ncs2, got 'gpu'/],
+        [['--models', repo, '--port', 'eighty'], /--port must be a non-negative integer, got 'eighty'/],
+        [['--models', repo], /cannot load model from .*broken\/1\/model\.onnx/],
+      ] as Array<[string[], RegExp]>) {
+        const r = await run(args);
+        assert.equal(r.code, 1, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, words);
+      }
+    } finally {
+      await fs.rm(repo, { recursive: true, force: true });
+    }
   });
 });

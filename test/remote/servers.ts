@@ -36,7 +36,7 @@ export function buildSpecExampleModel(): Uint8Array {
   return encodeModel(makeModel(graph));
 }
 
-/** A model repository as Triton and OVMS lay it out: mnist/1, mlp/1 and mlp/2, mymodel/1 (the spec's example). */
+/** A model repository as Triton and OVMS lay it out: mnist/1, mlp/1 and mlp/2, mymodel/1 (the spec's example), mlp-batch1/1. */
 export async function makeRepository(): Promise<string> {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ncs2-serve-repo-'));
   const put = async (name: string, version: string, bytes: Uint8Array) => {
@@ -47,6 +47,8 @@ export async function makeRepository(): Promise<string> {
   await put('mlp', '1', MLP);
   await put('mlp', '2', MLP);
   await put('mymodel', '1', buildSpecExampleModel());
+  // the MLP with its batch fixed at 1: a client holding the symbolic-batch file meets the server's shape check
+  await put('mlp-batch1', '1', buildMlp({ inputSize: 64, hidden: [32], outputSize: 8, seed: 7, batch: 1 }));
   return dir;
 }
 
@@ -60,16 +62,16 @@ export interface ServerProcess {
   stop(): Promise<number | string>;
 }
 
-/** Starts `ncs2 serve --port 0 ...` and waits for the line that gives its address. */
+/** Starts `ncs2 serve --port 0 ...` (unless args give a port) and waits for the line that gives its address. */
 export function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', ...(args.includes('--port') ? [] : ['--port', '0']), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`ncs2 serve did not start within 60 s:\n${out}`)), 60_000);
     const onData = (chunk: Buffer) => {
       out += chunk.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:(\d+))/.exec(out);
+      const m = /listening on (https?:\/\/127\.0\.0\.1:(\d+))/.exec(out);
       if (!m) return;
       clearTimeout(timer);
       const server: ServerProcess = {
