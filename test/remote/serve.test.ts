@@ -2,8 +2,8 @@ import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
 import { promises as fs } from 'fs';
 import * as path from 'path';
-import { decodeTensors, splitBody } from '../../src/engine';
-import { CLI, makeRepository, send, startServe, type Answer, type ServerProcess } from './servers';
+import { InferenceEngine, RemoteDevice, decodeTensors, splitBody } from '../../src/engine';
+import { CLI, MNIST, makeRepository, send, startServe, type Answer, type ServerProcess } from './servers';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -268,6 +268,12 @@ describe('ncs2 serve: bounded, and a clean SIGTERM (simulated sticks)', function
       assertError(busy[0], 503, /^server busy: rejected: queue of mnist\/1 is full \(1 waiting/);
       assert.equal(busy[0].headers['retry-after'], '1');
       for (const a of ok) assert.deepEqual((a.json().outputs as Array<{ shape: number[] }>)[0].shape, [16, 10]);
+      // a remote member in front of simulated sticks says simulated, as the sticks themselves do
+      const engine = new InferenceEngine({ devices: [new RemoteDevice({ kind: 'remote', id: 'sim-server', url: server.url, model: 'mnist' })] });
+      await engine.loadGraph(MNIST);
+      const stats = engine.getStats();
+      assert.deepEqual([stats.simulated, stats.devices['sim-server'].simulated], [true, true]);
+      await engine.close();
     } finally {
       assert.equal(await server.stop(), 0);
     }

@@ -53,7 +53,11 @@ export interface RemoteDeviceSpec {
   headers?: Record<string, string>;
   /** PEM file of the CA that signed the server's certificate (https). */
   caFile?: string;
-  /** Tensors as binary data (Triton's extension; default) or JSON. Binary needs the server to list 'binary_tensor_data'. */
+  /**
+   * Tensors as binary data (Triton's binary tensor data extension) or JSON. Default: binary when the
+   * server lists 'binary_tensor_data' in its metadata, JSON otherwise; true: binary regardless (a
+   * server that supports it without listing it); false: JSON.
+   */
   binary?: boolean;
 }
 
@@ -131,7 +135,7 @@ export class RemoteDevice implements Device {
     this.base = url;
     this.origin = url.origin;
     this.modelPath = `/v2/models/${encodeURIComponent(spec.model)}${spec.version ? `/versions/${encodeURIComponent(spec.version)}` : ''}`;
-    this.binary = spec.binary !== false;
+    this.binary = spec.binary ?? true;
     let ca: Buffer | undefined;
     if (spec.caFile) {
       if (url.protocol !== 'https:') throw new InputError(`remote device: caFile is for https urls, got ${url.origin}`);
@@ -233,13 +237,9 @@ export class RemoteDevice implements Device {
       const ready = await this.get(`${this.modelPath}/ready`);
       if (ready.status !== 200) throw new ModelLoadError(`${model} is not ready on ${this.where()} (HTTP ${ready.status}); check the name and version it serves`);
       const server = await this.get('/v2');
-      if (server.status === 200) {
-        const meta = parseJson(server.body) as { extensions?: unknown; ncs2_simulated?: unknown };
-        if (!Array.isArray(meta.extensions) || !meta.extensions.includes('binary_tensor_data')) this.binary = false;
-        if (meta.ncs2_simulated === true) this.info.simulated = true;
-      } else {
-        this.binary = false;
-      }
+      const meta = server.status === 200 ? (parseJson(server.body) as { extensions?: unknown; ncs2_simulated?: unknown }) : {};
+      this.binary = this.spec.binary ?? (Array.isArray(meta.extensions) && meta.extensions.includes('binary_tensor_data'));
+      if (meta.ncs2_simulated === true) this.info.simulated = true;
       const reply = await this.get(this.modelPath);
       if (reply.status !== 200) throw new ModelLoadError(`${this.where()} gave no metadata for ${model} (HTTP ${reply.status}: ${RemoteDevice.serverWords(reply)})`);
       const metadata = parseJson(reply.body) as ModelMetadata;
