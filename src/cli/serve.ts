@@ -299,10 +299,17 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     if (draining) return sendError(res, new HttpError(503, 'server is shutting down; send this request to another server'));
     if (inProgress >= maxRequests) return sendError(res, new HttpError(503, `server busy: ${inProgress} requests in progress (limit ${maxRequests}); retry later`));
     inProgress++;
-    res.once('close', () => {
+    // 'finish' (answer handed to the OS) comes before the client can send its next request on this
+    // connection; 'close' covers a client that went away before any answer
+    let counted = true;
+    const done = () => {
+      if (!counted) return;
+      counted = false;
       inProgress--;
       if (inProgress === 0) drained?.();
-    });
+    };
+    res.once('finish', done);
+    res.once('close', done);
     route(req, res).catch((err: unknown) => sendError(res, err));
   };
   const server = options.tls

@@ -214,3 +214,41 @@ describe('remote device: credentials and TLS', function () {
     }
   });
 });
+
+describe('remote device: the per-endpoint in-flight limit', function () {
+  this.timeout(120_000);
+  let repo: string;
+  let server: ServerProcess;
+
+  before(async () => {
+    repo = await makeRepository();
+    // a server that answers 503 to a third request at once: what a member sending more than 2 meets
+    server = await startServe(['--models', repo, '--device', 'sim-ncs2', '--max-requests', '2']);
+  });
+
+  after(async () => {
+    if (server) assert.equal(await server.stop(), 0, server.output());
+    await fs.rm(repo, { recursive: true, force: true });
+  });
+
+  for (const [maxInFlight, refusedExpected] of [[2, false], [8, true]] as const) {
+    it(`maxInFlight ${maxInFlight}: ${refusedExpected ? 'more at once than the server takes, so some are refused' : 'never more at once than that, so every one of 24 tasks is answered'}`, async () => {
+      const device = remote({ id: `limit-${maxInFlight}`, url: server.url, model: 'mnist', maxInFlight });
+      const engine = new InferenceEngine({ devices: [device] });
+      try {
+        const g = await engine.loadGraph(MNIST);
+        const results = await Promise.allSettled(Array.from({ length: 24 }, (_, i) => engine.submit(g, mnistFeeds(8, i))));
+        const refused = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+        if (refusedExpected) {
+          assert.ok(refused.length > 0, 'the server never saw more than 2 at once: the test cannot tell the limit works');
+          assert.match(refused[0], /HTTP 503: server busy: 2 requests in progress \(limit 2\)/);
+        } else {
+          assert.deepEqual(refused, []);
+        }
+        assert.ok(engine.getStats().devices[device.id].maxInFlight === maxInFlight);
+      } finally {
+        await engine.close();
+      }
+    });
+  }
+});
