@@ -1,6 +1,7 @@
 import { strict as assert } from 'assert';
 import { execFile } from 'child_process';
 import { promises as fs } from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import { InferenceEngine, RemoteDevice, decodeTensors, splitBody } from '../../src/engine';
 import { CLI, MNIST, makeRepository, send, startServe, type Answer, type ServerProcess } from './servers';
@@ -232,6 +233,27 @@ describe('ncs2 serve: the Open Inference Protocol REST API of a real server proc
 
     it('a wrong method is a 405 naming the right one', async () => {
       assertError(await send(`${server.url}/v2/models/mnist/infer`, 'GET'), 405, /\/v2\/models\/mnist\/infer answers POST, got GET/);
+    });
+
+    it('clients that hang up mid-body or before their answer leave it running', async () => {
+      const raw = (text: string, wait: () => Promise<unknown>) =>
+        new Promise<void>((resolve, reject) => {
+          const socket = net.connect(server.port, '127.0.0.1', () => {
+            socket.write(text);
+            void wait().then(() => {
+              socket.destroy();
+              resolve();
+            });
+          });
+          socket.on('error', reject);
+        });
+      const body = mnistRequest(64);
+      // declares the whole body, sends half of it
+      await raw(`POST /v2/models/mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, body.length / 2)}`, () => new Promise((r) => setTimeout(r, 50)));
+      // sends it all, leaves while it runs
+      await raw(`POST /v2/models/mnist/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`, () => new Promise((r) => setImmediate(r)));
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal((await send(`${server.url}/v2/models/mnist/infer`, 'POST', mnistRequest(1), JSON_HEADERS)).status, 200);
     });
 
     it('after all of that it is still live, and /metrics counts what it ran', async () => {
