@@ -275,7 +275,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     }
     const m = /^\/v2\/models\/([^/]+)(?:\/versions\/([^/]+))?(?:\/(ready|infer))?$/.exec(p);
     if (!m) throw new HttpError(404, `no such endpoint: ${method} ${p}; this server answers /v2, /v2/health/live, /v2/health/ready, /v2/models/<name>[/versions/<v>][/ready|/infer] and /metrics`);
-    const [, name, version, action] = m.map((s) => (s === undefined ? s : decodeURIComponent(s)));
+    let parts: string[];
+    try {
+      parts = m.map((s) => (s === undefined ? s : decodeURIComponent(s)));
+    } catch {
+      throw new HttpError(400, `the path ${p} is not valid percent-encoding`);
+    }
+    const [, name, version, action] = parts;
     if (action === 'ready') {
       expect('GET');
       let ready = !draining;

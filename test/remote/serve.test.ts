@@ -223,6 +223,7 @@ describe('ncs2 serve: the Open Inference Protocol REST API of a real server proc
       ['an unknown output', '/v2/models/mlp/infer', JSON.stringify({ inputs: [{ name: 'input', shape: [1, 64], datatype: 'FP32', data: new Array(64).fill(0) }], outputs: [{ name: 'nope' }] }), 400, /unknown output "nope"; model 'mlp' has outputs 'output'/],
       ['an unknown model', '/v2/models/nosuchmodel/infer', mnistRequest(1), 404, /unknown model 'nosuchmodel'/],
       ['an unknown endpoint', '/v3/anything', '', 404, /no such endpoint: POST \/v3\/anything/],
+      ['a model name that is not valid percent-encoding', '/v2/models/%E0%A4%A/infer', '', 400, /the path \/v2\/models\/%E0%A4%A\/infer is not valid percent-encoding/],
       ['too large for the limit (1 MiB)', '/v2/models/mnist/infer', Buffer.alloc(2 * 1024 * 1024, 32), 413, /request body of 2097152 bytes is larger than this server's limit of 1048576 bytes/],
     ];
     for (const [what, path, body, status, words] of cases) {
