@@ -11,6 +11,7 @@ import { int, ms, pct, plural, tops, ProgressLine } from './format';
 import type { Progress } from './load';
 import { registerAnalyze, benchReportHtml, writeReport } from './analyze';
 import { registerOptimize } from './optimize';
+import { serveCommand } from './serve';
 import { runSimBench, planModel, type SimBenchResult } from './sticks';
 import { listSticks } from '../engine';
 import type { StickListing, ModelPlan } from '../engine';
@@ -274,6 +275,8 @@ export function buildProgram(): Command {
     });
   registerOptimize(program);
   registerAnalyze(program);
+  // serve parses its own options (node:util parseArgs in serve.ts): everything after 'serve' goes there
+  program.command('serve').description('serve a model repository over the Open Inference Protocol (KServe v2 REST); ncs2 serve --help').helpOption(false).allowUnknownOption().allowExcessArguments().argument('[options...]').action((args: string[]) => serveCommand(args));
   return program;
 }
 

@@ -38,3 +38,4 @@ export * from './graph/optimizer';
 export { optimizeCached, type CachedOptimizeOptions, type CachedOptimizeResult } from './graph/optimizer/cache';
 /** The engine's typed event map (name to listener arguments), the 'thermal' event's payload, and a graph's load state. */
 export type { EngineEvents, ThermalEvent, PipelineStats, GraphState, WarningSubject } from './pipeline/engine';
+export * from './devices/remote';

@@ -1,7 +1,7 @@
 import type { TensorData, TensorType } from '../tensor';
 import type { MemoryPoolStats } from '../memory/memory-pool';
 
-export type DeviceKind = 'cpu' | 'sim-ncs2' | 'ncs2';
+export type DeviceKind = 'cpu' | 'sim-ncs2' | 'ncs2' | 'remote';
 export type Precision = 'fp32' | 'fp16' | 'int8';
 
 export interface DeviceInfo {

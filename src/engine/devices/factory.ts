@@ -1,5 +1,6 @@
 import { CpuDevice } from './cpu/cpu-device';
 import { SimNcs2Device, type SimNcs2Options } from './sim-ncs2/sim-ncs2-device';
+import { RemoteDevice, type RemoteDeviceSpec } from './remote/remote-device';
 import type { Device } from './device';
 import { InputError } from '../errors';
 
@@ -17,7 +18,7 @@ export interface SimNcs2DeviceSpec extends Pick<SimNcs2Options, 'id' | 'usb' | '
   kind: 'sim-ncs2';
 }
 
-export type DeviceSpec = CpuDeviceSpec | SimNcs2DeviceSpec;
+export type DeviceSpec = CpuDeviceSpec | SimNcs2DeviceSpec | RemoteDeviceSpec;
 
 /** Builds a device from a plain description (what config nodes and the CLI hold). */
 export function createDevice(spec: DeviceSpec): Device {
@@ -26,7 +27,9 @@ export function createDevice(spec: DeviceSpec): Device {
       return new CpuDevice(spec);
     case 'sim-ncs2':
       return new SimNcs2Device(spec);
+    case 'remote':
+      return new RemoteDevice(spec);
     default:
-      throw new InputError(`unknown device kind '${(spec as { kind: string }).kind}'; expected 'cpu' or 'sim-ncs2'`);
+      throw new InputError(`unknown device kind '${(spec as { kind: string }).kind}'; expected 'cpu', 'sim-ncs2' or 'remote'`);
   }
 }

@@ -1,0 +1,2 @@
+export { RemoteDevice, type RemoteDeviceSpec, type RemoteDeviceStats } from './remote-device';
+export * from './protocol';
