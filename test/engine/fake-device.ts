@@ -30,6 +30,8 @@ export class FakeDevice implements Device {
   temperatureC?: number;
   maxRunning = 0;
   closed = false;
+  /** What available() answers; tests take the device down and bring it back through it. */
+  up = true;
   private readonly timers = new Set<{ timer: NodeJS.Timeout; reject: (e: Error) => void }>();
 
   readonly throttlesSilently: boolean;
@@ -48,6 +50,10 @@ export class FakeDevice implements Device {
 
   get id(): string {
     return this.options.id;
+  }
+
+  available(): boolean {
+    return this.up;
   }
 
   async load(request: LoadRequest): Promise<DeviceGraph> {

@@ -39,6 +39,20 @@ describe('scheduler: picking a device', function () {
     assert.equal(scheduler.hasOtherDevice(makeTask(g, { tried: new Set(['a']), allowed: ['a'] })), false);
   });
 
+  it('passes over a device that is down while another can run the task, and tries it when none can', async function () {
+    const { scheduler, devices, g } = await twoDevices({ id: 'a' }, { id: 'b' });
+    const [a, b] = devices;
+    scheduler.recordService('a', g.id, '1|1', 1);
+    scheduler.recordService('b', g.id, '1|1', 50);
+    a.up = false;
+    assert.equal(scheduler.pickDevice(makeTask(g))?.id, 'b', 'the faster device is down');
+    assert.equal(scheduler.pickDevice(makeTask(g, { allowed: ['a'] }))?.id, 'a', 'only a may run it: tried, so it fails with its reason');
+    b.up = false;
+    assert.equal(scheduler.pickDevice(makeTask(g))?.id, 'a', 'both down: the run is tried rather than left waiting');
+    a.up = true;
+    assert.equal(scheduler.pickDevice(makeTask(g))?.id, 'a');
+  });
+
   it('keeps a device under its in-flight limit: two per executor for a slow graph, more for a fast one, never above its cap', async function () {
     const { scheduler, registry, devices, g } = await twoDevices({ id: 'a', maxInFlight: 16, parallelism: 2 }, { id: 'b', maxInFlight: 3 });
     const [a, b] = devices;

@@ -96,6 +96,12 @@ export interface Device {
    * rises with any other load on the host, which is contention, and its temperature is read directly.
    */
   readonly throttlesSilently?: boolean;
+  /**
+   * False while the device cannot take work (a remote endpoint marked down until a probe finds it
+   * ready). The scheduler passes over it while another device can run the task, so tasks do not
+   * spend their retries on it; when none can, the run is tried and fails with the device's reason.
+   */
+  available?(): boolean;
   load(request: LoadRequest): Promise<DeviceGraph>;
   unload(key: string): Promise<void>;
   run(request: RunRequest): Promise<RunResult>;

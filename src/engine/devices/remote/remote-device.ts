@@ -331,6 +331,10 @@ export class RemoteDevice implements Device {
 
   // ---------------------------------------------------------------- health
 
+  available(): boolean {
+    return !this.down && !this.closed;
+  }
+
   /** Takes the endpoint out: runs fail at once (the engine retries them elsewhere) until a probe finds it ready. */
   private markDown(reason: string): void {
     if (this.closed || this.down) return;

@@ -111,8 +111,10 @@ export class Scheduler {
     let best: Device | undefined;
     let bestCost = Infinity;
     let coolFull = false;
+    const passOverDown = this.anyAvailable(task);
     for (const device of this.devices.values()) {
       if (!this.eligible(task, device)) continue;
+      if (passOverDown && device.available?.() === false) continue;
       const share = this.devices.thermalShare(device.id);
       if (share === 0) continue; // paused at its critical temperature
       // full devices first, without a cost: this runs for every submission while they are full
@@ -130,6 +132,12 @@ export class Scheduler {
     }
     if (best && coolFull && this.devices.thermalShare(best.id) < 1 && this.coolestFullCost(task) < bestCost) return undefined;
     return best;
+  }
+
+  /** Whether an eligible device that is not down exists (most devices never go down: no `available`). */
+  private anyAvailable(task: Task): boolean {
+    for (const device of this.devices.values()) if (this.eligible(task, device) && device.available?.() !== false) return true;
+    return false;
   }
 
   /** The lowest expected finish among the full, cool devices that could take the task. */
