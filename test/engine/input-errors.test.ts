@@ -45,7 +45,7 @@ describe('inputs that used to give unclear errors', function () {
   it('a circular {data, dims} names the field instead of a JSON TypeError, in the engine and in preprocessing', async function () {
     const dims: unknown[] = [1];
     dims.push(dims);
-    await failsWith(() => validateFeeds(info([X]), { x: { type: 'float32', dims: dims as number[], data: new Float32Array(4) } }), InputError, /^input 'x': dims must be an array of positive integers, got an array of 2 that cannot be written as JSON \(it refers to itself\)$/);
+    await failsWith(() => validateFeeds(info([X]), { x: { type: 'float32', dims: dims as number[], data: new Float32Array(4) } }), InputError, /^input 'x': dims must be positive integers, got an array of 2 that cannot be written as JSON \(it refers to itself\)$/);
     const payload: Record<string, unknown> = { data: [1, 2, 3, 4] };
     payload.dims = payload;
     await failsWith(() => prepareInput(allocator, info([X]), payload, { image: new Error('no images') }), InputError, /^msg\.payload\.dims must be an array of positive integers \(batch first\), e\.g\. \[1, 4\]; got an object with keys \[data, dims\] that cannot be written as JSON/);

@@ -28,7 +28,7 @@ export function validateFeeds(info: ModelInfo, feeds: Feeds): number {
     if (!feed) throw new InputError(`missing input '${input.name}': expected ${expected}`);
     if (typeof feed !== 'object') throw new InputError(`input '${input.name}': expected a tensor {type, dims, data} (${expected}), got ${describeArrival(feed)}`);
     if (!Array.isArray(feed.dims) || feed.dims.some((d) => !Number.isInteger(d) || d <= 0)) {
-      throw new InputError(`input '${input.name}': dims must be an array of positive integers, got ${showValue(feed.dims)}`);
+      throw new InputError(`input '${input.name}': dims must be positive integers, got ${showValue(feed.dims)}`);
     }
     if (feed.type !== input.type) {
       throw new InputError(`input '${input.name}': expected type ${input.type}, got ${typeof feed.type === 'string' ? feed.type : showValue(feed.type)}`);
