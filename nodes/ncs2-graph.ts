@@ -10,7 +10,7 @@ import { resolveImageSpec } from '../src/engine/io/preprocess';
 import { GraphLease } from './lib/graph-lease';
 import { DEFAULT_MODEL, exportModelsDir, resolveConfigPath } from './lib/paths';
 import { parseGraphSettings } from './lib/settings';
-import { ROOTS_SETTING, checkGraphPaths, filePolicy, readModelForEditor, type FilePolicy } from './lib/model-paths';
+import { EditorReadsBusyError, ROOTS_SETTING, checkGraphPaths, filePolicy, readModelForEditor, type FilePolicy } from './lib/model-paths';
 import type { NodeAPI, NodeDef } from './lib/red';
 import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
 
@@ -73,7 +73,7 @@ export = function register(RED: NodeAPI): void {
         }
         res.json({ path: modelPath, inputs: info.inputs, outputs: info.outputs, opsetVersion: info.opsetVersion, precision: info.precision, producer: info.producer, image });
       })
-      .catch(unreadable);
+      .catch((err: Error) => (err instanceof EditorReadsBusyError ? res.status(503).json({ error: err.message }) : unreadable()));
   });
 
   // The state of a deployed graph config node: loading, failed (why) or ready (its signature).

@@ -158,36 +158,44 @@ async function readBounded(real: string, maxBytes: number, timeoutMs: number): P
   }
 }
 
+/** The editor's reads are all taken: not about any file, so it may say so. */
+export class EditorReadsBusyError extends Error {
+  constructor() {
+    super('the editor is already reading several models; try again in a moment');
+    this.name = 'EditorReadsBusyError';
+  }
+}
+
 /** One read at a time, a few waiting: a model can be large, and a read-only user may ask often. */
 const MAX_WAITING_READS = 8;
 let readChain: Promise<unknown> = Promise.resolve();
 let waitingReads = 0;
 
+/** The allowed real path of an .onnx file, then its bytes. */
+async function readIfAllowed(file: string, policy: FilePolicy, timeoutMs: number): Promise<Buffer> {
+  if (file.includes('\0') || path.extname(file).toLowerCase() !== '.onnx') throw new UnreadableFileError();
+  const real = await fs.promises.realpath(file);
+  if (!insideRoots(real, policy)) throw new UnreadableFileError();
+  return readBounded(real, policy.maxModelBytes, timeoutMs);
+}
+
 /**
  * The bytes of a model the editor asks about: `file` must be an .onnx regular file inside the
- * allowed folders, at most policy.maxModelBytes, read within READ_TIMEOUT_MS. Anything else
- * rejects with UnreadableFileError, the same for every reason.
+ * allowed folders, at most policy.maxModelBytes, read within READ_TIMEOUT_MS (a stuck disk or
+ * network share included). Anything else rejects with UnreadableFileError, the same for every
+ * reason; EditorReadsBusyError when 8 reads already wait.
  */
 export function readModelForEditor(file: string, policy: FilePolicy, timeoutMs = READ_TIMEOUT_MS): Promise<{ path: string; bytes: Buffer }> {
-  if (waitingReads >= MAX_WAITING_READS) return Promise.reject(new UnreadableFileError());
+  if (waitingReads >= MAX_WAITING_READS) return Promise.reject(new EditorReadsBusyError());
   waitingReads++;
   const read = readChain.then(async () => {
     waitingReads--;
-    if (file.includes('\0') || path.extname(file).toLowerCase() !== '.onnx') throw new UnreadableFileError();
-    let real: string;
-    try {
-      real = fs.realpathSync(file);
-    } catch {
-      throw new UnreadableFileError();
-    }
-    if (!insideRoots(real, policy)) throw new UnreadableFileError();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new UnreadableFileError()), timeoutMs);
     });
     try {
-      const bytes = await Promise.race([readBounded(real, policy.maxModelBytes, timeoutMs), timeout]);
-      return { path: file, bytes };
+      return { path: file, bytes: await Promise.race([readIfAllowed(file, policy, timeoutMs), timeout]) };
     } catch {
       throw new UnreadableFileError();
     } finally {
