@@ -129,6 +129,18 @@ describe('model paths: what graph configs and the editor may read', function () 
       }
     });
 
+    it('gives up on a read that outlasts its timeout, with the same answer', async function () {
+      // A sparse 64 MiB model: no disk space, but reading it takes far longer than 1 ms.
+      const big = path.join(f.userDir, 'big.onnx');
+      fs.closeSync(fs.openSync(big, 'w'));
+      fs.truncateSync(big, 64 * 1024 ** 2);
+      const start = Date.now();
+      await assert.rejects(readModelForEditor(big, policy, 1), UnreadableFileError);
+      assert.ok(Date.now() - start < 1000, `${Date.now() - start} ms`);
+      // With time enough the same file reads (so the refusal above was the timeout).
+      assert.equal((await readModelForEditor(big, policy)).bytes.length, 64 * 1024 ** 2);
+    });
+
     it('serves reads one at a time and says it is busy to a flood beyond 8 waiting', async function () {
       const file = path.join(f.userDir, 'mine.onnx');
       const results = await Promise.allSettled(Array.from({ length: 20 }, () => readModelForEditor(file, policy)));
