@@ -9,7 +9,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { ConfigError } from '../../src/engine';
+import { ConfigError, MAX_TEXT_FILE_BYTES } from '../../src/engine';
 import { MODELS_DIR, PACKAGE_ROOT, inNodeModules } from './paths';
 
 /** The settings.js key that adds folders, named in every refusal. */
@@ -21,8 +21,6 @@ export const SIZE_SETTING = 'ncs2.maxModelBytes';
  * recognizer (10.8 MB); ONNX files cannot pass 2 GiB (protobuf's limit) and a stick holds far less.
  */
 export const DEFAULT_MAX_MODEL_BYTES = 1024 ** 3;
-/** Labels and character lists are text, one entry a line: PP-OCR's 6,623 keys take 26 KB. */
-export const MAX_TEXT_FILE_BYTES = 16 * 1024 ** 2;
 /** The editor's model-info read gives up after this long (a slow network share, a stuck disk). */
 export const READ_TIMEOUT_MS = 10_000;
 

@@ -1,4 +1,8 @@
 import { strict as assert } from 'assert';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
 import { InputError, ModelLoadError } from '../../src/engine/errors';
 import type { ModelInfo, TensorInfo } from '../../src/engine/graph/model-info';
 import { DataType, encodeModel, makeModel, makeNode, makeValueInfo } from '../../src/engine/graph/onnx';
@@ -6,6 +10,9 @@ import { createDevice } from '../../src/engine/devices/factory';
 import { InferenceEngine } from '../../src/engine/pipeline/engine';
 import { validateFeeds, validateSubmitOptions } from '../../src/engine/pipeline/validate';
 import { prepareInput, resolveImageSpec } from '../../src/engine/io/preprocess';
+import { loadLabels } from '../../src/engine/io/postprocess';
+import { loadCharset } from '../../src/engine/io/ocr';
+import { MAX_TEXT_FILE_BYTES } from '../../src/engine/io/text-file';
 import { MAX_TENSOR_BYTES, elementCount, showValue, typedArrayCtor, type TensorData, type TensorType } from '../../src/engine/tensor';
 
 function info(inputs: TensorInfo[], outputs: TensorInfo[] = [{ name: 'y', type: 'float32', dims: ['N', 2] }]): ModelInfo {
@@ -83,6 +90,25 @@ describe('inputs that used to give unclear errors', function () {
   it('a non-object feed names the input and what arrived', function () {
     assert.throws(() => validateFeeds(info([X]), { x: 'abc' as unknown as TensorData }), /^InputError: input 'x': expected a tensor \{type, dims, data\} \(float32\[N, 4\]\), got string$/);
     assert.throws(() => validateFeeds(info([X]), { x: { type: { a: 1 }, dims: [1, 4], data: new Float32Array(4) } as unknown as TensorData }), /input 'x': expected type float32, got \{"a":1\}/);
+  });
+
+  it('labels and character lists: a pipe, /dev/zero, a folder or a file over 16 MiB is refused at once, naming the file and why', async function () {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ncs2-text-'));
+    try {
+      const pipe = path.join(dir, 'labels.pipe');
+      execFileSync('mkfifo', [pipe]);
+      const big = path.join(dir, 'big.txt');
+      fs.closeSync(fs.openSync(big, 'w'));
+      fs.truncateSync(big, MAX_TEXT_FILE_BYTES + 1);
+      const start = Date.now();
+      await failsWith(() => loadLabels(pipe), InputError, /^cannot read labels file .*labels\.pipe: it is not a regular file \(a folder, device or pipe\); expected a text file with one label per line$/);
+      await failsWith(() => loadLabels('/dev/zero'), InputError, /^cannot read labels file \/dev\/zero: it is not a regular file/);
+      await failsWith(() => loadCharset(dir), InputError, /^cannot read character list .*: it is not a regular file .*; expected a text file with one character per line/);
+      await failsWith(() => loadLabels(big), InputError, /^cannot read labels file .*big\.txt: it is 16777217 bytes, over the 16777216 bytes \(16 MiB\) a labels file may have/);
+      assert.ok(Date.now() - start < 1000, `${Date.now() - start} ms`);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   describe('a model with a string output', function () {
