@@ -54,6 +54,8 @@ function intWithDefault(def: Raw, field: string, label: string, fallback: number
 export const QUEUE_LIMIT: Limit = { max: 65_536, why: 'each queued message holds its input tensor in memory' };
 /** Items in one batch (graph max batch, engine batching, batch node): a batch is one input tensor. */
 export const BATCH_LIMIT: Limit = { max: 4_096, why: 'a batch is one tensor, and the engine refuses tensors over 1 GiB' };
+/** Model input width or height: one side of sharp's default pixel limit (a 16383 x 16383 float RGB input is 3 GiB already). */
+export const IMAGE_SIDE_LIMIT: Limit = { max: 0x3fff, why: "one side of sharp's default input pixel limit" };
 /** Source image pixels: sharp's own default (limitInputPixels, 0x3FFF x 0x3FFF). */
 export const IMAGE_PIXELS_LIMIT: Limit = { max: 0x3fff * 0x3fff, why: "sharp's default input pixel limit" };
 /** Node's timers hold 32-bit milliseconds: a longer delay fires at once instead (with a TimeoutOverflowWarning). */
@@ -247,8 +249,8 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
     builtInModel,
     preprocess: {
       resize: choice<ResizeMode>(def, 'resize', 'resize mode', ['stretch', 'letterbox', 'center-crop', 'top-left'], undefined),
-      width: optionalInt(def, 'width', 'width'),
-      height: optionalInt(def, 'height', 'height'),
+      width: optionalInt(def, 'width', 'width', 1, IMAGE_SIDE_LIMIT),
+      height: optionalInt(def, 'height', 'height', 1, IMAGE_SIDE_LIMIT),
       channels: channels as 1 | 3 | undefined,
       channelOrder: choice<ChannelOrder>(def, 'channelOrder', 'channel order', ['RGB', 'BGR'], undefined),
       layout: choice<Layout>(def, 'layout', 'layout', ['NCHW', 'NHWC'], undefined),

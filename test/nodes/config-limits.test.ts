@@ -44,9 +44,11 @@ describe('config upper bounds', function () {
       assert.equal(parseDeviceSettings({ kind: 'cpu', workers: String(limit), queueCapacity: '65536' }).workers, limit);
     });
 
-    it('graph: max batch, engine batch size, input pixels and target latency are bounded', function () {
+    it('graph: max batch, engine batch size, input size and pixels, and target latency are bounded', function () {
       refused(() => parseGraphSettings({ model: '', maxBatch: '30000' }, undefined), /^max batch must be at most 4096 \(a batch is one tensor, and the engine refuses tensors over 1 GiB\), got 30000$/);
       refused(() => parseGraphSettings({ model: '', batching: true, batchMaxSize: '5000' }, undefined), /max batch size must be at most 4096/);
+      refused(() => parseGraphSettings({ model: '', width: '100000' }, undefined), /^width must be at most 16383 \(one side of sharp's default input pixel limit\), got 100000$/);
+      refused(() => parseGraphSettings({ model: '', height: '1e9' }, undefined), /^height must be at most 16383/);
       refused(() => parseGraphSettings({ model: '', maxInputPixels: '1e12' }, undefined), /max input pixels must be at most 268402689 \(sharp's default input pixel limit\), got 1000000000000/);
       refused(() => parseGraphSettings({ model: '', batching: true, batchTargetMs: '1e10' }, undefined), /^target latency must be at most 2147483647 ms \(about 24.8 days, the longest timer Node.js keeps\), got 10000000000 ms$/);
       assert.equal(parseGraphSettings({ model: '', maxBatch: '4096' }, undefined).maxBatch, 4096);
