@@ -469,7 +469,8 @@ async function main(): Promise<void> {
   await fs.writeFile(path.join(benchNodes, 'ncs2bench.html'), BENCH_NODES_HTML);
   const red = await bootNodeRed({
     userDir: path.join(dir, 'user'),
-    settings: { nodesDir: [ROOT, benchNodes], functionGlobalContext: { ncs2bench: driver }, logging: { console: { level: 'warn', metrics: false, audit: false } } },
+    // The models are written beside the user directory: allow that folder (graph paths must be inside an allowed root).
+    settings: { nodesDir: [ROOT, benchNodes], functionGlobalContext: { ncs2bench: driver }, ncs2: { allowedModelRoots: [dir] }, logging: { console: { level: 'warn', metrics: false, audit: false } } },
   });
   const engine = getEngine();
   try {

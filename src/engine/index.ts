@@ -9,7 +9,7 @@ export { InferenceEngine } from './pipeline/engine';
 export type { EngineOptions, GraphOptions, GraphHandle, SubmitOptions, TaskResult, TaskEvent, TaskTimings, EngineStats, GraphStats, QueuePolicy } from './pipeline/engine';
 export { getEngine, closeEngine } from './pipeline/singleton';
 export { CpuDevice, type CpuDeviceOptions } from './devices/cpu/cpu-device';
-export { createDevice, type DeviceSpec, type CpuDeviceSpec } from './devices/factory';
+export { createDevice, checkDeviceSpec, maxDeviceThreads, THREADS_PER_CORE_LIMIT, MAX_DEVICE_IN_FLIGHT, type DeviceSpec, type CpuDeviceSpec } from './devices/factory';
 export type { Device, DeviceInfo, DeviceKind, DeviceGraph, DeviceTelemetry, Precision, SessionSettings, LoadRequest, RunRequest, RunResult } from './devices/device';
 export { MemoryPool, MemoryPoolManager, getMemoryPoolManager, releasePooled, type MemoryPoolStats, type PooledBuffer } from './memory/memory-pool';
 export { LruCache } from './graph/lru-cache';

@@ -69,6 +69,29 @@ export function typeOfArray(data: unknown): TensorType | undefined {
   return undefined;
 }
 
+/**
+ * The largest tensor the engine accepts, per input (1 GiB). Larger tensors overflow the 32-bit
+ * offsets used to pack them for the worker threads (at 2 GiB) and would not fit a device anyway.
+ */
+export const MAX_TENSOR_BYTES = 1024 ** 3;
+
+/**
+ * A value from a message as an error message shows it: JSON when it can be written (cut to `max`
+ * characters), otherwise its kind (a circular object cannot be written as JSON).
+ */
+export function showValue(value: unknown, max = 80): string {
+  // JSON writes NaN and Infinity as null.
+  if (typeof value === 'number') return String(value);
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value, (_key, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v));
+  } catch {
+    return `${describeArrival(value)} that cannot be written as JSON (it refers to itself)`;
+  }
+  if (json === undefined) return typeof value === 'function' ? 'a function' : String(value);
+  return json.length > max ? `${json.slice(0, max)}...` : json;
+}
+
 export function describeArrival(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return `an array of ${value.length}`;

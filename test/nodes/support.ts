@@ -3,6 +3,7 @@ import { closeEngine } from '../../src/engine/pipeline/singleton';
  * Shared set-up for the node tests: the test helper (typed for what the tests use), the node
  * modules, a flow builder and small waiting utilities.
  */
+import * as os from 'os';
 import * as path from 'path';
 import type { EventEmitter } from 'events';
 import deviceNode = require('../../nodes/ncs2-device');
@@ -34,13 +35,22 @@ export interface TestHelper {
   setFlows(flow: object[], type?: 'full' | 'nodes' | 'flows'): Promise<void>;
   getNode(id: string): TestNode | null;
   request(): { get(url: string): PromiseLike<AdminResponse> };
+  /** Node-RED settings for the next server (merged over the defaults; {} resets them). */
+  settings(userSettings: object): object;
 }
 
 export const helper = require('node-red-node-test-helper') as TestHelper;
 
+/**
+ * Node-RED settings for node tests: graph files may come from the system's temporary folder too,
+ * where tests write the models they build (settings.js key ncs2.allowedModelRoots).
+ */
+export const TEST_SETTINGS = { ncs2: { allowedModelRoots: [os.tmpdir()] } };
+
 /** Starts the test helper's server before each test; unloads, closes the engine and stops it after. */
-export function useNodeRedServer(): void {
+export function useNodeRedServer(settings: object = TEST_SETTINGS): void {
   beforeEach(function (done) {
+    helper.settings(settings);
     helper.startServer(done);
   });
 

@@ -7,3 +7,4 @@ export * from './ocr';
 export * from './annotate';
 export * from './crop';
 export * from './infer';
+export * from './text-file';

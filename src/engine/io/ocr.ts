@@ -10,7 +10,7 @@
  * once. Measured on this 2-core VM: 2.9 ms median for a 960x960 map with 13% of it text in 144
  * regions, 1.5 ms for an empty one (the thresholding pass); test/io/ocr.test.ts asserts a bound.
  */
-import { promises as fs } from 'fs';
+import { readTextFile } from './text-file';
 import { InputError } from '../errors';
 import type { TensorData } from '../tensor';
 import { ConfigError } from './errors';
@@ -471,13 +471,7 @@ export function parseCharset(text: string, options: { spaceChar?: boolean } = {}
 }
 
 export async function loadCharset(path: string, options: { spaceChar?: boolean } = {}): Promise<string[]> {
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot read character list ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}; expected a text file with one character per line (e.g. ppocr_keys_v1.txt)`);
-  }
+  const text = await readTextFile(path, 'character list', 'a text file with one character per line (e.g. ppocr_keys_v1.txt)');
   return parseCharset(text, options);
 }
 

@@ -2,7 +2,7 @@
  * Output presets: classification (top-k with labels) and raw tensors. Results are small plain
  * objects so that Node-RED's per-wire message cloning stays cheap.
  */
-import { promises as fs } from 'fs';
+import { readTextFile } from './text-file';
 import { InputError } from '../errors';
 import { elementCount, type TensorData, type TypedArray } from '../tensor';
 import { ConfigError } from './errors';
@@ -161,13 +161,7 @@ export function parseLabels(text: string): string[] {
 }
 
 export async function loadLabels(path: string): Promise<string[]> {
-  let text: string;
-  try {
-    text = await fs.readFile(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot read labels file ${path}: ${code === 'ENOENT' ? 'no such file' : (err as Error).message}; expected a text file with one label per line`);
-  }
+  const text = await readTextFile(path, 'labels file', 'a text file with one label per line');
   const labels = parseLabels(text);
   if (labels.length === 0) throw new InputError(`labels file ${path} is empty; expected one label per line`);
   return labels;

@@ -11,7 +11,7 @@ import sharp, { type Metadata, type OutputInfo, type Sharp, type SharpOptions } 
 import { EngineError, InputError } from '../errors';
 import { ConfigError } from './errors';
 import type { ModelInfo, TensorInfo } from '../graph/model-info';
-import { elementCount, typedArrayCtor, typeOfArray, type Feeds, type TensorData, type TensorType, type TypedArray } from '../tensor';
+import { elementCount, showValue, typedArrayCtor, typeOfArray, type Feeds, type TensorData, type TensorType, type TypedArray } from '../tensor';
 
 /**
  * 'top-left' keeps the aspect ratio like 'letterbox' but puts the image at the top-left corner and pads
@@ -226,7 +226,7 @@ export function checkRawImage(image: RawImage): RawImage {
   const { data, width, height, channels } = image;
   const int = (v: unknown) => Number.isInteger(v) && (v as number) > 0;
   if (!int(width) || !int(height) || ![1, 2, 3, 4].includes(channels)) {
-    throw new InputError(`raw pixels need positive integer width and height and channels 1..4; got width ${JSON.stringify(width)}, height ${JSON.stringify(height)}, channels ${JSON.stringify(channels)}`);
+    throw new InputError(`raw pixels need positive integer width and height and channels 1..4; got width ${showValue(width)}, height ${showValue(height)}, channels ${showValue(channels)}`);
   }
   if (!(data instanceof Uint8Array) || data.length !== width * height * channels) {
     throw new InputError(`raw pixels ${width}x${height}x${channels} need a Buffer or Uint8Array of ${width * height * channels} bytes; got ${describeValue(data)}`);
@@ -236,7 +236,11 @@ export function checkRawImage(image: RawImage): RawImage {
 
 /** A sharp pipeline over an encoded image or raw pixels. */
 export function sharpSource(image: ImageSource, options: SharpOptions = {}): Sharp {
-  if (!isRawImage(image)) return sharp(image, options);
+  if (!isRawImage(image)) {
+    // sharp's own words for this are a bare "Input Buffer is empty".
+    if (image.length === 0) throw new InputError('expected an encoded JPEG, PNG or WebP image; got an empty Buffer (0 bytes): whatever produced it (a file read, a camera, an HTTP request) gave nothing');
+    return sharp(image, options);
+  }
   const { data, width, height, channels } = checkRawImage(image);
   return sharp(data, { ...options, raw: { width, height, channels } });
 }
@@ -439,12 +443,12 @@ function shape(dims: ReadonlyArray<number | string>): string {
 export function checkTensorInput(value: TensorInput, input: TensorInfo, where: string): CheckedTensor {
   const { dims, data } = value;
   if (!Array.isArray(dims) || dims.length === 0 || !dims.every(isPositiveInteger)) {
-    throw new InputError(`${where}.dims must be an array of positive integers (batch first), e.g. ${shape(input.dims.map((d) => (typeof d === 'number' ? d : 1)))}; got ${JSON.stringify(dims)}`);
+    throw new InputError(`${where}.dims must be an array of positive integers (batch first), e.g. ${shape(input.dims.map((d) => (typeof d === 'number' ? d : 1)))}; got ${showValue(dims)}`);
   }
   // built only for an error message: this runs for every tensor message
   const expected = () => `input ${dimLabel(input)}`;
   if (value.type !== undefined && value.type !== input.type) {
-    throw new InputError(`${where}.type is ${JSON.stringify(value.type)}, but ${expected()} takes ${input.type}`);
+    throw new InputError(`${where}.type is ${showValue(value.type)}, but ${expected()} takes ${input.type}`);
   }
   const plain = Array.isArray(data);
   if (!plain) {

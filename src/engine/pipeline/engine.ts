@@ -7,7 +7,7 @@ import { EventLoopMonitor } from '../telemetry/stats';
 import { elementCount, bytesPerElement, viewOf, type Feeds, type TensorData } from '../tensor';
 import type { Stage, StageName } from './stages';
 import type { ThermalDecision, ThermalLimits } from './thermal-policy';
-import { validateFeeds } from './validate';
+import { validateFeeds, validateSubmitOptions } from './validate';
 import { DeviceRegistry } from './engine/device-registry';
 import { Dispatcher } from './engine/dispatcher';
 import { engineStats } from './engine/engine-stats';
@@ -251,6 +251,7 @@ export class InferenceEngine extends EventEmitter<EngineEvents> {
       let batchSize: number;
       try {
         batchSize = validateFeeds(g.info, feeds);
+        validateSubmitOptions(options);
       } catch (err) {
         g.counters.counts.rejected++;
         return refuse(err as Error);
