@@ -2,13 +2,17 @@
  * Worker thread of a CpuDevice: owns onnxruntime sessions and runs them synchronously here, so
  * the main thread (Node-RED's event loop) never blocks on an inference.
  */
-import { parentPort } from 'worker_threads';
+import { parentPort, workerData } from 'worker_threads';
 import { performance } from 'perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { Decoder, Encoder, decodeTask, encodeResult, type ToWorker, type FromWorker, type WorkerResult, type TensorRef } from './protocol';
 import type { SessionSettings } from '../device';
 import { viewOf } from '../../tensor';
 import { lowerThisThread } from '../../host/thread-priority';
+import { inRuntimeCall } from './runtime-guard';
+
+/** Shared with the main thread so an exiting process waits for native calls (see runtime-guard). */
+const runtimeFlags = (workerData as { runtimeFlags?: Int32Array } | null)?.runtimeFlags;
 
 type Fetches = Record<string, ort.Tensor | null>;
 interface SyncSession {
@@ -36,7 +40,7 @@ function loadNativeBinding(): { InferenceSession: new () => NativeSession } | un
   try {
     const mod = require('onnxruntime-node/dist/binding.js') as { binding?: { InferenceSession?: new () => NativeSession }; initOrt?: () => void };
     if (typeof mod.initOrt !== 'function' || typeof mod.binding?.InferenceSession !== 'function') return undefined;
-    mod.initOrt();
+    inRuntimeCall(runtimeFlags, () => mod.initOrt!());
     return mod.binding as { InferenceSession: new () => NativeSession };
   } catch {
     return undefined;
@@ -71,15 +75,24 @@ function ortOptions(session: SessionSettings, threads: number, providers: string
 
 function openSession(model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): SyncSession {
   if (!native) throw new Error('onnxruntime-node native binding not found (dist/binding.js); install the onnxruntime-node version package.json pins');
-  const s = new native.InferenceSession();
-  if (typeof model === 'string') s.loadModel(model, options);
-  else s.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
-  return {
-    inputNames: s.inputMetadata.map((m) => m.name),
-    outputNames: s.outputMetadata.map((m) => m.name),
-    run: (feeds, fetches) => s.run(feeds, fetches, {}),
-    release: () => s.dispose?.(),
-  };
+  const binding = native;
+  return inRuntimeCall(runtimeFlags, () => {
+    const s = new binding.InferenceSession();
+    if (typeof model === 'string') s.loadModel(model, options);
+    else s.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
+    return {
+      inputNames: s.inputMetadata.map((m) => m.name),
+      outputNames: s.outputMetadata.map((m) => m.name),
+      run: (feeds, fetches) => inRuntimeCall(runtimeFlags, () => s.run(feeds, fetches, {})),
+      release: () => {
+        try {
+          inRuntimeCall(runtimeFlags, () => s.dispose?.());
+        } catch {
+          // Only when the process is exiting, which frees the session anyway.
+        }
+      },
+    };
+  });
 }
 
 /** Tries the requested providers; a provider that throws at creation (cuda, tensorrt, webgpu here) falls back to cpu. */
@@ -200,7 +213,14 @@ const pendingRuns: Array<Extract<ToWorker, { op: 'run' }>> = [];
 
 function runPending(): void {
   const runs = pendingRuns.splice(0);
-  for (const run of runs) runBatch(run.id, run.buffers, run.strings, run.tasks);
+  for (const run of runs) {
+    try {
+      runBatch(run.id, run.buffers, run.strings, run.tasks);
+    } catch (err) {
+      encoder.reset();
+      post({ op: 'runFailed', runId: run.id, message: (err as Error).message });
+    }
+  }
 }
 
 port.on('message', (msg: ToWorker) => {

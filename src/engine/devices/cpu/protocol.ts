@@ -23,6 +23,8 @@ export type ToWorker =
 export type FromWorker =
   | { op: 'loaded'; key: string; inputNames: string[]; outputNames: string[]; executionProvider: string; fallbackReason?: string }
   | { op: 'loadFailed'; key: string; message: string }
+  /** A run message that failed as a whole (not one task's error): its tasks still without results fail. */
+  | { op: 'runFailed'; runId: number; message: string }
   /** `returning` leading buffers are the run message's own, coming back (only on its last results). */
   | { op: 'results'; runId: number; returning: number; buffers: ArrayBuffer[]; strings: string[]; results: number[] };
 
