@@ -61,11 +61,12 @@ describe('cpu device: limits, hand-off errors and unloading under load', functio
     const results = await Promise.all(runs);
     assert.equal(results.length, 40);
     // Taken back before its last request settled: no load reaches the workers, and it runs.
-    const more = device.run({ graphKey: 'm', inputs: [input(1)] });
+    let moreSettled = false;
+    const more = device.run({ graphKey: 'm', inputs: [input(1)] }).finally(() => (moreSettled = true));
     await device.unload('m');
-    const started = process.hrtime.bigint();
     await device.load({ key: 'm', model, session: {} });
-    assert.ok(Number(process.hrtime.bigint() - started) / 1e6 < 5, 'no session was created');
+    // A load that went to the workers would answer after the run (a worker's messages are ordered).
+    assert.equal(moreSettled, false, 'the graph came back without a round trip to the workers');
     await more;
     assert.deepEqual((await device.run({ graphKey: 'm', inputs: [input(2)] })).outputs.output.dims, [2, 4]);
     // Unloaded with nothing running: the sessions go.
