@@ -4,7 +4,7 @@ import * as os from 'os';
 import { performance } from 'perf_hooks';
 import type { Device, DeviceGraph, DeviceInfo, DeviceTelemetry, LoadRequest, Precision, RunRequest, RunResult } from '../device';
 import { Decoder, Encoder, decodeResult, encodeTask, type ToWorker, type FromWorker, type TensorRef } from './protocol';
-import { DeviceError, InputError, ModelLoadError } from '../../errors';
+import { DeviceError, EngineError, InputError, ModelLoadError } from '../../errors';
 import { readCpuTemperature } from '../../telemetry/thermal';
 import { MemoryPool, poolOf, type MemoryPoolStats } from '../../memory/memory-pool';
 import { viewOf, bytesPerElement, elementCount, type TensorData } from '../../tensor';
@@ -221,7 +221,10 @@ export class CpuDevice implements Device {
       slot.inFlight.delete(r.seq);
       this.letGo(slot);
       if (!r.ok) {
-        pending.reject(new DeviceError(`${this.id}: ${r.message}`, this.id));
+        // Only a device failure may succeed elsewhere (the engine retries DeviceErrors).
+        if (r.kind === 'input') pending.reject(new InputError(`${this.id}: ${r.message}`));
+        else if (r.kind === 'output') pending.reject(new EngineError(`${this.id}: ${r.message}`, 'OUTPUT_NOT_FINITE'));
+        else pending.reject(new DeviceError(`${this.id}: ${r.message}`, this.id));
         continue;
       }
       const outputs: Record<string, TensorData> = {};

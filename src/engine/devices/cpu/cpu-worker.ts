@@ -10,12 +10,15 @@ import type { SessionSettings } from '../device';
 import { viewOf } from '../../tensor';
 import { lowerThisThread } from '../../host/thread-priority';
 import { inRuntimeCall } from './runtime-guard';
+import { nonFiniteProblem } from '../non-finite';
 
 /** Shared with the main thread so an exiting process waits for native calls (see runtime-guard). */
 const runtimeFlags = (workerData as { runtimeFlags?: Int32Array } | null)?.runtimeFlags;
 
 type Fetches = Record<string, ort.Tensor | null>;
 interface SyncSession {
+  /** NaN and ±Infinity pass through instead of failing the task (SessionSettings.nonFinite 'allow'). */
+  allowNonFinite?: boolean;
   inputNames: string[];
   outputNames: string[];
   run(feeds: Record<string, ort.Tensor>, fetches: Fetches): Record<string, ort.Tensor>;
@@ -174,12 +177,22 @@ function runBatch(runId: number, buffers: ArrayBuffer[], strings: string[], enco
       try {
         const feeds: Record<string, ort.Tensor> = {};
         for (const ref of task.inputs) feeds[ref.name] = view(ref, buffers);
+        const badInput = session.allowNonFinite ? undefined : firstProblem('input', feeds);
+        if (badInput) {
+          results.push({ seq: task.seq, ok: false, kind: 'input', message: badInput, inferMs: 0, waitMs });
+          continue;
+        }
         const fetches: Fetches = {};
         for (const name of session.outputNames) fetches[name] = null;
         for (const ref of task.outputs ?? []) fetches[ref.name] = view(ref, buffers);
         const start = performance.now();
         const produced = session.run(feeds, fetches);
         const inferMs = performance.now() - start;
+        const badOutput = session.allowNonFinite ? undefined : firstProblem('output', produced);
+        if (badOutput) {
+          results.push({ seq: task.seq, ok: false, kind: 'output', message: badOutput, inferMs, waitMs });
+          continue;
+        }
         const outputs: TensorRef[] = [];
         for (const name of session.outputNames) {
           const bound = task.outputs?.find((r) => r.name === name);
@@ -209,6 +222,15 @@ function runBatch(runId: number, buffers: ArrayBuffer[], strings: string[], enco
   flush(true);
 }
 
+function firstProblem(role: 'input' | 'output', tensors: Record<string, ort.Tensor>): string | undefined {
+  for (const name in tensors) {
+    const t = tensors[name];
+    const problem = nonFiniteProblem(role, name, t.type as TensorRef['type'], t.data as ArrayLike<number>);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
 const pendingRuns: Array<Extract<ToWorker, { op: 'run' }>> = [];
 
 function runPending(): void {
@@ -233,6 +255,7 @@ port.on('message', (msg: ToWorker) => {
     case 'load':
       try {
         const { session, provider, fallbackReason } = openWithFallback(msg);
+        session.allowNonFinite = msg.session.nonFinite === 'allow';
         sessions.get(msg.key)?.release();
         sessions.set(msg.key, session);
         post({ op: 'loaded', key: msg.key, inputNames: session.inputNames, outputNames: session.outputNames, executionProvider: provider, fallbackReason });
