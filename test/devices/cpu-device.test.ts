@@ -3,7 +3,7 @@ import { CpuDevice, align64 } from '../../src/engine/devices/cpu/cpu-device';
 import { Pacer } from '../../src/engine/devices/sim-ncs2/pacer';
 import { LruCache } from '../../src/engine/graph/lru-cache';
 import { buildMlp } from '../../src/engine/graph/builder';
-import { DeviceError, InputError } from '../../src/engine/errors';
+import { DeviceError, InputError, ModelLoadError } from '../../src/engine/errors';
 import type { NamedTensor } from '../../src/engine/devices/device';
 
 const model = buildMlp({ inputSize: 16, hidden: [32], outputSize: 4, seed: 5 });
@@ -72,6 +72,26 @@ describe('cpu device: limits, hand-off errors and unloading under load', functio
     // Unloaded with nothing running: the sessions go.
     await device.unload('m');
     await assert.rejects(device.run({ graphKey: 'm', inputs: [input(1)] }), /is not loaded on this worker/);
+  });
+
+  it('reports each loaded graph\'s memory and refuses a load past the memory budget, saying what it needs and what is taken', async function () {
+    device = new CpuDevice({ workers: 2, threadsPerWorker: 1, memoryBudgetMb: 8 });
+    await device.load({ key: 'small', model, session: {} });
+    const memory = device.memoryStats().graphMemory!;
+    const small = memory.byGraph.small;
+    assert.equal(small.modelBytes, model.byteLength);
+    assert.equal(small.copies, 2);
+    assert.ok(small.bytes >= 2 * model.byteLength && small.bytes >= small.measuredBytes, JSON.stringify(small));
+    assert.equal(memory.budgetBytes, 8 * 2 ** 20);
+    const big = buildMlp({ inputSize: 1024, hidden: [1024], outputSize: 10, seed: 4 }); // about 4 MB of weights, x 2 workers
+    await assert.rejects(device.load({ key: 'big', model: big, session: {} }), (err: Error) => {
+      assert.ok(err instanceof ModelLoadError, err.name);
+      assert.match(err.message, /^cpu: loading this model needs at least 8\.\d MB \(4\.\d MB per worker x 2\), and the 1 graph\(s\) loaded here take \d+\.\d MB of the device's 8\.0 MB budget \(memoryBudgetMb\)/);
+      return true;
+    });
+    assert.deepEqual(Object.keys(device.memoryStats().graphMemory!.byGraph), ['small'], 'a refused load holds nothing');
+    await device.unload('small');
+    assert.equal(device.memoryStats().graphMemory!.totalBytes, 0);
   });
 
   it('close() fails a load still in progress instead of leaving it pending', async function () {

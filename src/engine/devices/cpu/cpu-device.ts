@@ -1,4 +1,5 @@
 import { Worker } from 'worker_threads';
+import { promises as fs } from 'fs';
 import * as path from 'path';
 import * as os from 'os';
 import { performance } from 'perf_hooks';
@@ -6,7 +7,7 @@ import type { Device, DeviceGraph, DeviceInfo, DeviceTelemetry, LoadRequest, Pre
 import { Decoder, Encoder, decodeResult, encodeTask, type ToWorker, type FromWorker, type TensorRef } from './protocol';
 import { DeviceError, EngineError, InputError, ModelLoadError } from '../../errors';
 import { readCpuTemperature } from '../../telemetry/thermal';
-import { MemoryPool, poolOf, type MemoryPoolStats } from '../../memory/memory-pool';
+import { MemoryPool, poolOf, type GraphMemoryStats, type MemoryPoolStats } from '../../memory/memory-pool';
 import { viewOf, bytesPerElement, elementCount, type TensorData } from '../../tensor';
 import { createRuntimeFlags, forgetRuntimeFlags } from './runtime-guard';
 
@@ -31,6 +32,12 @@ export interface CpuDeviceOptions {
    * default: Node's). A worker that reaches it fails its tasks with a DeviceError and is replaced.
    */
   workerHeapMb?: number;
+  /**
+   * Memory the loaded graphs may take, in MB (default: half the host's memory). A load that would
+   * pass it is refused with a ModelLoadError; each graph counts, per worker, the larger of its model
+   * size and the resident-memory growth measured while the worker created its session.
+   */
+  memoryBudgetMb?: number;
 }
 
 /** Default cap on one tensor: a request's tensors travel in one ArrayBuffer, and the host's memory is shared. */
@@ -94,6 +101,9 @@ export class CpuDevice implements Device {
   private readonly runsPerGraph = new Map<string, number>();
   /** Graphs unloaded while requests still ran on them: their sessions go when the last one settles. */
   private readonly unloading = new Map<string, { request: LoadRequest; graph: DeviceGraph }>();
+  /** Memory per graph key (loading, loaded or unloading): the model's size and each worker's measured growth. */
+  private readonly graphMemory = new Map<string, { modelBytes: number; measured: Map<number, number> }>();
+  private readonly memoryBudgetBytes: number;
   private readonly pendingLoads = new Map<string, Array<{ worker: number; resolve(msg: Extract<FromWorker, { op: 'loaded' }>): void; reject(e: Error): void }>>();
   private readonly peaks = new Map<Precision, number>();
   private seq = 1;
@@ -109,6 +119,7 @@ export class CpuDevice implements Device {
     this.parallelism = workers;
     this.maxInFlight = options.maxInFlight ?? workers * 64;
     this.maxTensorBytes = options.maxTensorBytes ?? MAX_TENSOR_BYTES;
+    this.memoryBudgetBytes = Math.round((options.memoryBudgetMb ?? os.totalmem() / 2 / 2 ** 20) * 2 ** 20);
     this.pool = options.pool ?? new MemoryPool({ deviceId: this.id });
     this.info = {
       name: `CPU (${workers} worker${workers > 1 ? 's' : ''} x ${this.threads} thread${this.threads > 1 ? 's' : ''})`,
@@ -203,7 +214,10 @@ export class CpuDevice implements Device {
     for (const w of waiters) {
       if (w.worker !== slot.index) continue;
       this.letGo(slot);
-      if (msg.op === 'loaded') w.resolve(msg);
+      if (msg.op === 'loaded') {
+        this.graphMemory.get(msg.key)?.measured.set(slot.index, msg.rssGrowthBytes);
+        w.resolve(msg);
+      }
       else w.reject(new ModelLoadError(msg.message));
     }
   }
@@ -273,6 +287,8 @@ export class CpuDevice implements Device {
   }
 
   private loadOn(slot: WorkerSlot, request: LoadRequest): Promise<Extract<FromWorker, { op: 'loaded' }>> {
+    if (this.closed) return Promise.reject(new DeviceError(`${this.id} was closed while the graph loaded`, this.id));
+    if (!slot.alive) return Promise.reject(new DeviceError(`${this.id} worker ${slot.index} is not running (it failed ${MAX_FAILED_STARTS} times in a row)`, this.id));
     return new Promise((resolve, reject) => {
       const waiters = this.pendingLoads.get(request.key) ?? [];
       waiters.push({ worker: slot.index, resolve, reject });
@@ -293,7 +309,15 @@ export class CpuDevice implements Device {
       this.graphs.set(request.key, kept);
       return kept.graph;
     }
-    const replies = await Promise.all(this.slots.map((slot) => this.loadOn(slot, request)));
+    await this.reserveMemory(request);
+    const replies: Array<Extract<FromWorker, { op: 'loaded' }>> = [];
+    try {
+      // One worker at a time, so each measures only its own session's memory.
+      for (const slot of this.slots) replies.push(await this.loadOn(slot, request));
+    } catch (err) {
+      this.graphMemory.delete(request.key);
+      throw err;
+    }
     const first = replies[0];
     const graph: DeviceGraph = { key: request.key, inputNames: first.inputNames, outputNames: first.outputNames, executionProvider: first.executionProvider };
     if (first.fallbackReason) graph.fallbackReason = first.fallbackReason;
@@ -313,7 +337,45 @@ export class CpuDevice implements Device {
     else this.unloadSessions(key);
   }
 
+  /** Counts a graph's model bytes against the budget before loading it, or refuses it. */
+  private async reserveMemory(request: LoadRequest): Promise<void> {
+    let modelBytes: number;
+    try {
+      modelBytes = typeof request.model === 'string' ? (await fs.stat(request.model)).size : request.model.byteLength;
+    } catch (err) {
+      throw new ModelLoadError(`${this.id}: cannot read ${request.model}: ${(err as Error).message}`);
+    }
+    const needed = modelBytes * this.slots.length;
+    const taken = this.graphMemoryStats().totalBytes;
+    if (taken + needed > this.memoryBudgetBytes) {
+      const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MB`;
+      throw new ModelLoadError(
+        `${this.id}: loading this model needs at least ${mb(needed)} (${mb(modelBytes)} per worker x ${this.slots.length}), and the ${this.graphMemory.size} graph(s) loaded here take ${mb(taken)} of the device's ${mb(this.memoryBudgetBytes)} budget (memoryBudgetMb): unload a graph or raise the budget`,
+      );
+    }
+    this.graphMemory.set(request.key, { modelBytes, measured: new Map() });
+  }
+
+  private graphMemoryStats(): GraphMemoryStats {
+    const byGraph: GraphMemoryStats['byGraph'] = {};
+    let totalBytes = 0;
+    const copies = this.slots.length;
+    for (const [key, { modelBytes, measured }] of this.graphMemory) {
+      let measuredBytes = 0;
+      let bytes = 0;
+      for (let w = 0; w < copies; w++) {
+        const growth = measured.get(w) ?? 0;
+        measuredBytes += growth;
+        bytes += Math.max(modelBytes, growth);
+      }
+      byGraph[key] = { modelBytes, copies, measuredBytes, bytes };
+      totalBytes += bytes;
+    }
+    return { byGraph, totalBytes, budgetBytes: this.memoryBudgetBytes };
+  }
+
   private unloadSessions(key: string): void {
+    this.graphMemory.delete(key);
     // Messages are ordered, so tasks already handed over finish before the session goes.
     for (const slot of this.slots) if (slot.alive) this.post(slot, { op: 'unload', key });
   }
@@ -511,7 +573,7 @@ export class CpuDevice implements Device {
   }
 
   memoryStats(): MemoryPoolStats {
-    return this.pool.getStats();
+    return { ...this.pool.getStats(), graphMemory: this.graphMemoryStats() };
   }
 
   async close(): Promise<void> {
@@ -521,6 +583,7 @@ export class CpuDevice implements Device {
     await Promise.all(this.slots.map((slot) => this.retire(slot, failure)));
     this.graphs.clear();
     this.unloading.clear();
+    this.graphMemory.clear();
   }
 
   /**

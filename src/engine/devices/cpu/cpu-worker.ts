@@ -254,11 +254,13 @@ port.on('message', (msg: ToWorker) => {
       break;
     case 'load':
       try {
+        const rssBefore = process.memoryUsage.rss();
         const { session, provider, fallbackReason } = openWithFallback(msg);
+        const rssGrowthBytes = Math.max(0, process.memoryUsage.rss() - rssBefore);
         session.allowNonFinite = msg.session.nonFinite === 'allow';
         sessions.get(msg.key)?.release();
         sessions.set(msg.key, session);
-        post({ op: 'loaded', key: msg.key, inputNames: session.inputNames, outputNames: session.outputNames, executionProvider: provider, fallbackReason });
+        post({ op: 'loaded', key: msg.key, inputNames: session.inputNames, outputNames: session.outputNames, executionProvider: provider, fallbackReason, rssGrowthBytes });
       } catch (err) {
         post({ op: 'loadFailed', key: msg.key, message: (err as Error).message });
       }

@@ -21,7 +21,8 @@ export type ToWorker =
   | { op: 'run'; id: number; buffers: ArrayBuffer[]; strings: string[]; tasks: number[] };
 
 export type FromWorker =
-  | { op: 'loaded'; key: string; inputNames: string[]; outputNames: string[]; executionProvider: string; fallbackReason?: string }
+  /** `rssGrowthBytes`: how much the process's resident memory grew while this worker created the session. */
+  | { op: 'loaded'; key: string; inputNames: string[]; outputNames: string[]; executionProvider: string; fallbackReason?: string; rssGrowthBytes: number }
   | { op: 'loadFailed'; key: string; message: string }
   /** A run message that failed as a whole (not one task's error): its tasks still without results fail. */
   | { op: 'runFailed'; runId: number; message: string }
