@@ -68,15 +68,28 @@ export class ProcessExitingError extends Error {
   }
 }
 
+/** Worker: marks the start of native work, or throws ProcessExitingError when the process is exiting. */
+export function enterRuntime(flags: Int32Array): void {
+  Atomics.store(flags, IN_RUNTIME, 1);
+  if (Atomics.load(flags, STOP) === 1) {
+    leaveRuntime(flags);
+    throw new ProcessExitingError();
+  }
+}
+
+/** Worker: the native work is over; an exiting process may stop this thread now. */
+export function leaveRuntime(flags: Int32Array): void {
+  Atomics.store(flags, IN_RUNTIME, 0);
+  Atomics.notify(flags, IN_RUNTIME);
+}
+
 /** Worker: runs a native call unless the process is exiting. */
 export function inRuntimeCall<T>(flags: Int32Array | undefined, call: () => T): T {
   if (!flags) return call();
-  Atomics.store(flags, IN_RUNTIME, 1);
+  enterRuntime(flags);
   try {
-    if (Atomics.load(flags, STOP) === 1) throw new ProcessExitingError();
     return call();
   } finally {
-    Atomics.store(flags, IN_RUNTIME, 0);
-    Atomics.notify(flags, IN_RUNTIME);
+    leaveRuntime(flags);
   }
 }
