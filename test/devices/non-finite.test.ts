@@ -1,5 +1,7 @@
 import { strict as assert } from 'assert';
 import { CpuDevice } from '../../src/engine/devices/cpu/cpu-device';
+import { SimNcs2Device } from '../../src/engine/devices/sim-ncs2';
+import { StickRegistry } from '../../src/engine/devices/usb/registry';
 import { firstNonFinite, nonFiniteProblem } from '../../src/engine/devices/non-finite';
 import { InferenceEngine } from '../../src/engine/pipeline/engine';
 import { classify } from '../../src/engine/io/postprocess';
@@ -81,6 +83,19 @@ describe('non-finite inputs and outputs', function () {
       assert.equal(engine.getStats().graphs[graph.id].retried, 0);
     } finally {
       await engine.close();
+    }
+  });
+
+  it('a simulated stick refuses a NaN input the same way, and passes it with nonFinite allow', async function () {
+    const stick = new SimNcs2Device({ id: 'sim-nan', registry: new StickRegistry() });
+    try {
+      await stick.load({ key: 'strict', model, session: {} });
+      await stick.load({ key: 'lenient', model, session: { nonFinite: 'allow' } });
+      await assert.rejects(stick.run({ graphKey: 'strict', inputs: [filled(NaN, 1)] }), (err: Error) => err instanceof InputError && /input 'input' holds 1 non-finite value/.test(err.message));
+      const passed = await stick.run({ graphKey: 'lenient', inputs: [filled(NaN, 1)] });
+      assert.ok(Array.from(passed.outputs.output.data as Float32Array).some((v) => Number.isNaN(v)));
+    } finally {
+      await stick.close();
     }
   });
 
