@@ -400,8 +400,8 @@ export class CpuDevice implements Device {
     const tooLarge = (what: string, name: string, bytes: number) =>
       new InputError(`${this.id}: ${what} '${name}' is ${bytes} bytes; the largest tensor this device takes is ${limit} bytes (maxTensorBytes): send fewer or smaller samples per request`);
     for (const t of request.inputs) {
-      const bytes = Math.max(t.data.byteLength, elementCount(t.dims) * bytesPerElement(t.type));
-      if (bytes > limit) return tooLarge('input', t.name, bytes);
+      // Its data is what gets copied (the engine has checked it against the dims).
+      if (t.data.byteLength > limit) return tooLarge('input', t.name, t.data.byteLength);
     }
     for (const o of request.outputs ?? []) {
       const bytes = elementCount(o.dims) * bytesPerElement(o.type);
@@ -412,7 +412,12 @@ export class CpuDevice implements Device {
 
   run(request: RunRequest): Promise<RunResult> {
     if (this.closed) return Promise.reject(new DeviceError(`${this.id} is closed`, this.id));
-    const refused = this.refusal(request);
+    let refused: Error | undefined;
+    try {
+      refused = this.refusal(request);
+    } catch (err) {
+      refused = err as Error; // an output type without a size
+    }
     if (refused) return Promise.reject(refused);
     let slot: WorkerSlot | undefined;
     for (const s of this.slots) if (s.alive && (!slot || s.inFlight.size < slot.inFlight.size)) slot = s;
