@@ -29,7 +29,7 @@ describe('cpu device: limits, hand-off errors and unloading under load', functio
     await device.load({ key: 'm', model, session: {} });
     await assert.rejects(device.run({ graphKey: 'm', inputs: [input(17)] }), (err: Error) => {
       assert.ok(err instanceof InputError);
-      assert.match(err.message, /input 'input' is 1088 bytes; the largest tensor this device takes is 1024 bytes \(maxTensorBytes\)/);
+      assert.match(err.message, /input 'input' is 1088 bytes; the largest tensor this device takes is 1024 bytes: send fewer or smaller samples/);
       return true;
     });
     await assert.rejects(device.run({ graphKey: 'm', inputs: [input(1)], outputs: [{ name: 'output', type: 'float32', dims: [300, 4] }] }), /output 'output' is 4800 bytes/);
@@ -60,6 +60,9 @@ describe('cpu device: limits, hand-off errors and unloading under load', functio
     await device.unload('m');
     const results = await Promise.all(runs);
     assert.equal(results.length, 40);
+    // The last of them took the sessions with it.
+    await assert.rejects(device.run({ graphKey: 'm', inputs: [input(1)] }), /is not loaded on this worker/);
+    await device.load({ key: 'm', model, session: {} });
     // Taken back before its last request settled: no load reaches the workers, and it runs.
     let moreSettled = false;
     const more = device.run({ graphKey: 'm', inputs: [input(1)] }).finally(() => (moreSettled = true));
@@ -86,7 +89,7 @@ describe('cpu device: limits, hand-off errors and unloading under load', functio
     const big = buildMlp({ inputSize: 1024, hidden: [1024], outputSize: 10, seed: 4 }); // about 4 MB of weights, x 2 workers
     await assert.rejects(device.load({ key: 'big', model: big, session: {} }), (err: Error) => {
       assert.ok(err instanceof ModelLoadError, err.name);
-      assert.match(err.message, /^cpu: loading this model needs at least 8\.\d MB \(4\.\d MB per worker x 2\), and the 1 graph\(s\) loaded here take \d+\.\d MB of the device's 8\.0 MB budget \(memoryBudgetMb\)/);
+      assert.match(err.message, /^cpu: loading this model needs at least 8\.\d MB \(4\.\d MB per worker x 2\), and the 1 graph\(s\) loaded here take \d+\.\d MB of the device's 8\.0 MB memory budget: use fewer models on this device/);
       return true;
     });
     assert.deepEqual(Object.keys(device.memoryStats().graphMemory!.byGraph), ['small'], 'a refused load holds nothing');

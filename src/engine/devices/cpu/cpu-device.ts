@@ -156,7 +156,7 @@ export class CpuDevice implements Device {
   private describeDeath(err: Error & { code?: string }): string {
     if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') {
       const limit = this.options.workerHeapMb ? `its heap limit of ${this.options.workerHeapMb} MB` : 'its heap limit';
-      return `it ran out of memory (${limit}; raise workerHeapMb or send smaller requests)`;
+      return `it ran out of memory (${limit}; give the workers a larger heap or send smaller requests)`;
     }
     return err.message;
   }
@@ -350,7 +350,7 @@ export class CpuDevice implements Device {
     if (taken + needed > this.memoryBudgetBytes) {
       const mb = (n: number) => `${(n / 2 ** 20).toFixed(1)} MB`;
       throw new ModelLoadError(
-        `${this.id}: loading this model needs at least ${mb(needed)} (${mb(modelBytes)} per worker x ${this.slots.length}), and the ${this.graphMemory.size} graph(s) loaded here take ${mb(taken)} of the device's ${mb(this.memoryBudgetBytes)} budget (memoryBudgetMb): unload a graph or raise the budget`,
+        `${this.id}: loading this model needs at least ${mb(needed)} (${mb(modelBytes)} per worker x ${this.slots.length}), and the ${this.graphMemory.size} graph(s) loaded here take ${mb(taken)} of the device's ${mb(this.memoryBudgetBytes)} memory budget: use fewer models on this device or give it a larger budget`,
       );
     }
     this.graphMemory.set(request.key, { modelBytes, measured: new Map() });
@@ -398,7 +398,7 @@ export class CpuDevice implements Device {
   private refusal(request: RunRequest): InputError | undefined {
     const limit = this.maxTensorBytes;
     const tooLarge = (what: string, name: string, bytes: number) =>
-      new InputError(`${this.id}: ${what} '${name}' is ${bytes} bytes; the largest tensor this device takes is ${limit} bytes (maxTensorBytes): send fewer or smaller samples per request`);
+      new InputError(`${this.id}: ${what} '${name}' is ${bytes} bytes; the largest tensor this device takes is ${limit} bytes: send fewer or smaller samples per request`);
     for (const t of request.inputs) {
       // Its data is what gets copied (the engine has checked it against the dims).
       if (t.data.byteLength > limit) return tooLarge('input', t.name, t.data.byteLength);
