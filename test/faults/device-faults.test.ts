@@ -61,6 +61,14 @@ describe('cpu device faults never end the process (each case in a child process)
     assert.doesNotMatch(outcome.stderr, /terminate called/);
   });
 
+  it('process.exit() while a worker creates a session exits cleanly', async function () {
+    for (const delayMs of ['150', '300', '600']) {
+      const outcome = await runScenario('exitDuringLoad', delayMs);
+      assert.equal(outcome.code, 0, `exit after ${delayMs} ms: ${outcome.stderr}`);
+      event(outcome, 'exiting');
+    }
+  });
+
   it('process.exit() while a simulated stick analyses a model in onnxruntime exits cleanly', async function () {
     for (const delayMs of ['300', '600']) {
       const outcome = await runScenario('exitDuringSimAnalysis', delayMs);
