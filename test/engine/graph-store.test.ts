@@ -52,6 +52,22 @@ describe('graph store', function () {
     assert.ok(b.load.loaded.has('a'));
   });
 
+  it('never evicts a graph someone holds: the capacity bounds idle graphs, and a release trims back to it', async function () {
+    const device = new CountingDevice({ id: 'a' });
+    const { store, freed } = engineParts([device], { maxCachedGraphs: 1, idleGraphMs: 60_000 });
+    const models = [21, 22, 23].map((seed) => buildMlp({ inputSize: 4, hidden: [8], outputSize: 1, seed: seed + 100 }));
+    const held = [];
+    for (const m of models) held.push(await store.load(m, {}));
+    assert.deepEqual(device.unloads, [], 'three held graphs over a capacity of one: none unloaded');
+    assert.ok(held.every((g) => store.get(g.id) === g && g.load.loaded.has('a')));
+    await store.release(held[0].id, {});
+    assert.deepEqual(freed, [held[0].id], 'the released graph is the one pushed out');
+    assert.ok(store.get(held[1].id) && store.get(held[2].id), 'the held ones stay');
+    await store.release(held[1].id, {});
+    await store.release(held[2].id, {});
+    assert.deepEqual(freed, [held[0].id, held[1].id], 'back to the capacity: the most recent idle graph stays cached');
+  });
+
   it('frees a released graph at once with free, after its queue drains', async function () {
     const { store, freed } = engineParts([new FakeDevice({ id: 'a' })]);
     const g = await store.load(modelA, {});

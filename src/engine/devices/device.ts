@@ -16,6 +16,11 @@ export interface SessionSettings {
   /** Execution providers to try in order; 'cpu' is always the fallback. */
   executionProviders?: string[];
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * NaN or ±Infinity in a float input or output: 'error' (default) fails the task with an error
+   * naming the tensor; 'allow' passes them on (a model whose outputs use -Infinity on purpose).
+   */
+  nonFinite?: 'error' | 'allow';
 }
 
 export interface LoadRequest {

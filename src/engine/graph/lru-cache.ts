@@ -1,6 +1,10 @@
 /**
  * A bounded least-recently-used map that counts hits, misses and evictions. Map keeps insertion
  * order, so re-inserting on access makes the first key the least recently used.
+ *
+ * With `evictable`, only entries it accepts are pushed out (a compiled graph a node still holds is
+ * not): the capacity then bounds the idle entries, and the map may hold more while they are in
+ * use. Call trim() when an entry becomes evictable, to bring the map back under its capacity.
  */
 export class LruCache<K, V> {
   private readonly map = new Map<K, V>();
@@ -8,7 +12,11 @@ export class LruCache<K, V> {
   private misses = 0;
   private evictions = 0;
 
-  constructor(readonly capacity: number, private readonly onEvict?: (key: K, value: V) => void) {
+  constructor(
+    readonly capacity: number,
+    private readonly onEvict?: (key: K, value: V) => void,
+    private readonly evictable?: (key: K, value: V) => boolean,
+  ) {
     if (!(capacity >= 1)) throw new RangeError(`cache capacity must be at least 1, got ${capacity}`);
   }
 
@@ -35,11 +43,23 @@ export class LruCache<K, V> {
   set(key: K, value: V): void {
     if (this.map.has(key)) this.map.delete(key);
     this.map.set(key, value);
+    this.trim();
+  }
+
+  /** Evicts least recently used evictable entries while the map is over its capacity. */
+  trim(): void {
     while (this.map.size > this.capacity) {
-      const [oldKey, oldValue] = this.map.entries().next().value as [K, V];
-      this.map.delete(oldKey);
+      let victim: [K, V] | undefined;
+      for (const entry of this.map) {
+        if (!this.evictable || this.evictable(entry[0], entry[1])) {
+          victim = entry;
+          break;
+        }
+      }
+      if (!victim) return; // everything over the capacity is in use
+      this.map.delete(victim[0]);
       this.evictions++;
-      this.onEvict?.(oldKey, oldValue);
+      this.onEvict?.(victim[0], victim[1]);
     }
   }
 

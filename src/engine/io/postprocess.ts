@@ -3,7 +3,8 @@
  * objects so that Node-RED's per-wire message cloning stays cheap.
  */
 import { readTextFile } from './text-file';
-import { InputError } from '../errors';
+import { EngineError, InputError } from '../errors';
+import { firstNonFinite } from '../devices/non-finite';
 import { elementCount, type TensorData, type TypedArray } from '../tensor';
 import { ConfigError } from './errors';
 
@@ -97,6 +98,11 @@ export function classify(outputs: Record<string, TensorData>, options: Classific
   const results: Classification[] = [];
   for (let r = 0; r < rows; r++) {
     const start = r * classes;
+    // A NaN score would otherwise come out as class 0 with score NaN: a normal-looking wrong answer.
+    const bad = firstNonFinite(output.type, data, start, classes);
+    if (bad >= 0) {
+      throw new EngineError(`output '${name}' holds a non-finite score (${data[bad]}) for class ${bad - start} of row ${r}: the model gave no usable answer; check its weights and the input`, 'OUTPUT_NOT_FINITE');
+    }
     // Softmax preserves order, so the top-k of the raw scores is the top-k of the probabilities.
     const top = topIndices(data, start, classes, k);
     let toScore = (v: number) => v;

@@ -27,6 +27,19 @@ export interface CachedGraph {
   cachedAt: number;
 }
 
+/** What a device's loaded graphs (their runtime sessions) take in memory, when the device knows. */
+export interface GraphMemoryStats {
+  /**
+   * Per graph key: the model's size, its copies (one session per worker), the growth of the
+   * process's resident memory measured while each copy's session was created, and `bytes`, the
+   * larger of the two per copy, summed (what the budget counts).
+   */
+  byGraph: Record<string, { modelBytes: number; copies: number; measuredBytes: number; bytes: number }>;
+  totalBytes: number;
+  /** Loads that would take the total past this are refused. */
+  budgetBytes: number;
+}
+
 export interface MemoryPoolStats {
   deviceId: string;
   totalAllocatedBytes: number;
@@ -45,6 +58,8 @@ export interface MemoryPoolStats {
   graphCacheMisses: number;
   graphCacheEvictions: number;
   graphCacheHitRate: number;
+  /** Memory of the loaded graphs, for a device that runs sessions itself (a CPU device). */
+  graphMemory?: GraphMemoryStats;
 }
 
 export interface PooledBuffer {

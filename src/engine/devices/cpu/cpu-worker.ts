@@ -2,16 +2,23 @@
  * Worker thread of a CpuDevice: owns onnxruntime sessions and runs them synchronously here, so
  * the main thread (Node-RED's event loop) never blocks on an inference.
  */
-import { parentPort } from 'worker_threads';
+import { parentPort, workerData } from 'worker_threads';
 import { performance } from 'perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { Decoder, Encoder, decodeTask, encodeResult, type ToWorker, type FromWorker, type WorkerResult, type TensorRef } from './protocol';
 import type { SessionSettings } from '../device';
 import { viewOf } from '../../tensor';
 import { lowerThisThread } from '../../host/thread-priority';
+import { inRuntimeCall } from './runtime-guard';
+import { nonFiniteProblem } from '../non-finite';
+
+/** Shared with the main thread so an exiting process waits for native calls (see runtime-guard). */
+const runtimeFlags = (workerData as { runtimeFlags?: Int32Array } | null)?.runtimeFlags;
 
 type Fetches = Record<string, ort.Tensor | null>;
 interface SyncSession {
+  /** NaN and ±Infinity pass through instead of failing the task (SessionSettings.nonFinite 'allow'). */
+  allowNonFinite?: boolean;
   inputNames: string[];
   outputNames: string[];
   run(feeds: Record<string, ort.Tensor>, fetches: Fetches): Record<string, ort.Tensor>;
@@ -36,7 +43,7 @@ function loadNativeBinding(): { InferenceSession: new () => NativeSession } | un
   try {
     const mod = require('onnxruntime-node/dist/binding.js') as { binding?: { InferenceSession?: new () => NativeSession }; initOrt?: () => void };
     if (typeof mod.initOrt !== 'function' || typeof mod.binding?.InferenceSession !== 'function') return undefined;
-    mod.initOrt();
+    inRuntimeCall(runtimeFlags, () => mod.initOrt!());
     return mod.binding as { InferenceSession: new () => NativeSession };
   } catch {
     return undefined;
@@ -71,15 +78,24 @@ function ortOptions(session: SessionSettings, threads: number, providers: string
 
 function openSession(model: Uint8Array | string, options: ort.InferenceSession.SessionOptions): SyncSession {
   if (!native) throw new Error('onnxruntime-node native binding not found (dist/binding.js); install the onnxruntime-node version package.json pins');
-  const s = new native.InferenceSession();
-  if (typeof model === 'string') s.loadModel(model, options);
-  else s.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
-  return {
-    inputNames: s.inputMetadata.map((m) => m.name),
-    outputNames: s.outputMetadata.map((m) => m.name),
-    run: (feeds, fetches) => s.run(feeds, fetches, {}),
-    release: () => s.dispose?.(),
-  };
+  const binding = native;
+  return inRuntimeCall(runtimeFlags, () => {
+    const s = new binding.InferenceSession();
+    if (typeof model === 'string') s.loadModel(model, options);
+    else s.loadModel(model.buffer, model.byteOffset, model.byteLength, options);
+    return {
+      inputNames: s.inputMetadata.map((m) => m.name),
+      outputNames: s.outputMetadata.map((m) => m.name),
+      run: (feeds, fetches) => inRuntimeCall(runtimeFlags, () => s.run(feeds, fetches, {})),
+      release: () => {
+        try {
+          inRuntimeCall(runtimeFlags, () => s.dispose?.());
+        } catch {
+          // Only when the process is exiting, which frees the session anyway.
+        }
+      },
+    };
+  });
 }
 
 /** Tries the requested providers; a provider that throws at creation (cuda, tensorrt, webgpu here) falls back to cpu. */
@@ -161,12 +177,22 @@ function runBatch(runId: number, buffers: ArrayBuffer[], strings: string[], enco
       try {
         const feeds: Record<string, ort.Tensor> = {};
         for (const ref of task.inputs) feeds[ref.name] = view(ref, buffers);
+        const badInput = session.allowNonFinite ? undefined : firstProblem('input', feeds);
+        if (badInput) {
+          results.push({ seq: task.seq, ok: false, kind: 'input', message: badInput, inferMs: 0, waitMs });
+          continue;
+        }
         const fetches: Fetches = {};
         for (const name of session.outputNames) fetches[name] = null;
         for (const ref of task.outputs ?? []) fetches[ref.name] = view(ref, buffers);
         const start = performance.now();
         const produced = session.run(feeds, fetches);
         const inferMs = performance.now() - start;
+        const badOutput = session.allowNonFinite ? undefined : firstProblem('output', produced);
+        if (badOutput) {
+          results.push({ seq: task.seq, ok: false, kind: 'output', message: badOutput, inferMs, waitMs });
+          continue;
+        }
         const outputs: TensorRef[] = [];
         for (const name of session.outputNames) {
           const bound = task.outputs?.find((r) => r.name === name);
@@ -196,11 +222,27 @@ function runBatch(runId: number, buffers: ArrayBuffer[], strings: string[], enco
   flush(true);
 }
 
+function firstProblem(role: 'input' | 'output', tensors: Record<string, ort.Tensor>): string | undefined {
+  for (const name in tensors) {
+    const t = tensors[name];
+    const problem = nonFiniteProblem(role, name, t.type as TensorRef['type'], t.data as ArrayLike<number>);
+    if (problem) return problem;
+  }
+  return undefined;
+}
+
 const pendingRuns: Array<Extract<ToWorker, { op: 'run' }>> = [];
 
 function runPending(): void {
   const runs = pendingRuns.splice(0);
-  for (const run of runs) runBatch(run.id, run.buffers, run.strings, run.tasks);
+  for (const run of runs) {
+    try {
+      runBatch(run.id, run.buffers, run.strings, run.tasks);
+    } catch (err) {
+      encoder.reset();
+      post({ op: 'runFailed', runId: run.id, message: (err as Error).message });
+    }
+  }
 }
 
 port.on('message', (msg: ToWorker) => {
@@ -212,10 +254,13 @@ port.on('message', (msg: ToWorker) => {
       break;
     case 'load':
       try {
+        const rssBefore = process.memoryUsage.rss();
         const { session, provider, fallbackReason } = openWithFallback(msg);
+        const rssGrowthBytes = Math.max(0, process.memoryUsage.rss() - rssBefore);
+        session.allowNonFinite = msg.session.nonFinite === 'allow';
         sessions.get(msg.key)?.release();
         sessions.set(msg.key, session);
-        post({ op: 'loaded', key: msg.key, inputNames: session.inputNames, outputNames: session.outputNames, executionProvider: provider, fallbackReason });
+        post({ op: 'loaded', key: msg.key, inputNames: session.inputNames, outputNames: session.outputNames, executionProvider: provider, fallbackReason, rssGrowthBytes });
       } catch (err) {
         post({ op: 'loadFailed', key: msg.key, message: (err as Error).message });
       }

@@ -21,8 +21,11 @@ export type ToWorker =
   | { op: 'run'; id: number; buffers: ArrayBuffer[]; strings: string[]; tasks: number[] };
 
 export type FromWorker =
-  | { op: 'loaded'; key: string; inputNames: string[]; outputNames: string[]; executionProvider: string; fallbackReason?: string }
+  /** `rssGrowthBytes`: how much the process's resident memory grew while this worker created the session. */
+  | { op: 'loaded'; key: string; inputNames: string[]; outputNames: string[]; executionProvider: string; fallbackReason?: string; rssGrowthBytes: number }
   | { op: 'loadFailed'; key: string; message: string }
+  /** A run message that failed as a whole (not one task's error): its tasks still without results fail. */
+  | { op: 'runFailed'; runId: number; message: string }
   /** `returning` leading buffers are the run message's own, coming back (only on its last results). */
   | { op: 'results'; runId: number; returning: number; buffers: ArrayBuffer[]; strings: string[]; results: number[] };
 
@@ -45,9 +48,13 @@ export interface WorkerTask {
   outputs?: TensorRef[];
 }
 
+/** Why a task failed: the runtime or the worker ('device'), its input, or its output (non-finite values). */
+export type FailureKind = 'device' | 'input' | 'output';
+const FAILURE_CODES: Record<FailureKind, number> = { device: 0, input: 2, output: 3 };
+
 export type WorkerResult =
   | { seq: number; ok: true; inferMs: number; waitMs: number; outputs: TensorRef[] }
-  | { seq: number; ok: false; inferMs: number; waitMs: number; message: string };
+  | { seq: number; ok: false; inferMs: number; waitMs: number; message: string; kind?: FailureKind };
 
 /**
  * Appends numbers to a plain array and interns strings. Reusable: postMessage copies what it sends
@@ -143,7 +150,7 @@ export function decodeTask(d: Decoder): WorkerTask {
 
 export function encodeResult(e: Encoder, r: WorkerResult): void {
   e.num(r.seq);
-  e.num(r.ok ? 1 : 0);
+  e.num(r.ok ? 1 : FAILURE_CODES[r.kind ?? 'device']);
   e.num(r.inferMs);
   e.num(r.waitMs);
   if (r.ok) e.tensors(r.outputs);
@@ -152,9 +159,10 @@ export function encodeResult(e: Encoder, r: WorkerResult): void {
 
 export function decodeResult(d: Decoder): WorkerResult {
   const seq = d.num();
-  const ok = d.num() === 1;
+  const code = d.num();
   const inferMs = d.num();
   const waitMs = d.num();
-  if (ok) return { seq, ok, inferMs, waitMs, outputs: d.tensors() ?? [] };
-  return { seq, ok, inferMs, waitMs, message: d.str() };
+  if (code === 1) return { seq, ok: true, inferMs, waitMs, outputs: d.tensors() ?? [] };
+  const kind = code === FAILURE_CODES.input ? 'input' : code === FAILURE_CODES.output ? 'output' : 'device';
+  return { seq, ok: false, inferMs, waitMs, message: d.str(), kind };
 }

@@ -12,6 +12,7 @@ import { toNumber, type IGraphProto } from '../../graph/onnx';
 import { wireBytesPerElement } from './timing';
 import { prepareFp16Model } from './fp16';
 import { ModelLoadError } from '../../errors';
+import { createRuntimeFlags, forgetRuntimeFlags } from '../cpu/runtime-guard';
 
 export interface ModelTimingProfile {
   /** Ops of one inference at batch 1 (2 per MAC). */
@@ -74,7 +75,9 @@ type WorkerReply = { ok: true; profile: ModelTimingProfile; prepared?: Uint8Arra
 
 function runWorker(bytes: Uint8Array, prepare: boolean, where: string): Promise<WorkerReply & { ok: true }> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(path.join(__dirname, 'analyze-worker.js'), { workerData: { bytes, prepare, where } });
+    const runtimeFlags = createRuntimeFlags();
+    const worker = new Worker(path.join(__dirname, 'analyze-worker.js'), { workerData: { bytes, prepare, where, runtimeFlags } });
+    worker.once('exit', () => forgetRuntimeFlags(runtimeFlags));
     let settled = false;
     const settle = (fn: () => void) => {
       if (settled) return;

@@ -56,11 +56,12 @@ export class SimComputePool {
   /** Loads a prepared model (once for all sticks); returns the key to run it with. */
   async load(model: Uint8Array, session: SessionSettings): Promise<string> {
     const level = session.graphOptimizationLevel ?? 'all';
-    const key = `sim-ncs2|${createHash('sha256').update(model).digest('hex').slice(0, 24)}|${level}`;
+    const nonFinite = session.nonFinite ?? 'error';
+    const key = `sim-ncs2|${createHash('sha256').update(model).digest('hex').slice(0, 24)}|${level}|${nonFinite}`;
     let entry = this.graphs.get(key);
     if (!entry) {
       // The stick's compute is simulated on the CPU whatever providers were asked for.
-      entry = { refs: 0, loading: this.live().load({ key, model, session: { graphOptimizationLevel: level } }) };
+      entry = { refs: 0, loading: this.live().load({ key, model, session: { graphOptimizationLevel: level, nonFinite } }) };
       this.graphs.set(key, entry);
     }
     entry.refs++;

@@ -4,12 +4,15 @@
  * runs in the same turn; a stick keeps enough requests in flight to hide that granularity.
  */
 export class Pacer {
-  private readonly due: Array<{ at: number; fn: () => void }> = [];
+  private readonly due: Array<{ at: number; fn: () => void; fail: (err: Error) => void }> = [];
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
 
-  /** Schedules `fn` at `at`; in order of time, ties in order of scheduling. */
-  schedule(at: number, fn: () => void): void {
+  /**
+   * Schedules `fn` at `at`; in order of time, ties in order of scheduling. A throw from `fn` goes to
+   * `fail` (it runs in a timer, where an uncaught error would end the process).
+   */
+  schedule(at: number, fn: () => void, fail: (err: Error) => void): void {
     let lo = 0;
     let hi = this.due.length;
     while (lo < hi) {
@@ -17,7 +20,7 @@ export class Pacer {
       if (this.due[mid].at <= at) lo = mid + 1;
       else hi = mid;
     }
-    this.due.splice(lo, 0, { at, fn });
+    this.due.splice(lo, 0, { at, fn, fail });
     if (at < this.timerAt) this.arm();
   }
 
@@ -44,7 +47,13 @@ export class Pacer {
     while (n < this.due.length && this.due[n].at <= now) n++;
     const ready = this.due.splice(0, n);
     this.arm();
-    for (const { fn } of ready) fn();
+    for (const { fn, fail } of ready) {
+      try {
+        fn();
+      } catch (err) {
+        fail(err as Error);
+      }
+    }
   }
 
   /** Drops everything scheduled (the owner settles what it was waiting for). */

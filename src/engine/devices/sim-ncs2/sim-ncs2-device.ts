@@ -308,10 +308,19 @@ export class SimNcs2Device extends EventEmitter implements Device {
           reject(err instanceof DeviceError ? new DeviceError(`${this.id}: ${err.message}`, this.id) : err);
         },
       );
-      this.pacer.schedule(booking.downloadEnd, () => {
-        stickDone = true;
-        deliver();
-      });
+      this.pacer.schedule(
+        booking.downloadEnd,
+        () => {
+          stickDone = true;
+          deliver();
+        },
+        (err) => {
+          if (job.settled) return;
+          job.settled = true;
+          this.jobs.delete(job);
+          reject(new DeviceError(`${this.id}: could not deliver the result: ${err.message}`, this.id));
+        },
+      );
     });
   }
 

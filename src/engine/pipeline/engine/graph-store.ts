@@ -71,7 +71,13 @@ export class GraphStore {
   readonly cache: LruCache<string, { graph: GraphEntry; deviceId: string }>;
 
   constructor(private readonly ctx: GraphStoreContext) {
-    this.cache = new LruCache(ctx.options.maxCachedGraphs ?? 10, (_key, { graph, deviceId }) => this.evict(graph, deviceId));
+    // A graph someone holds is never evicted (its tasks would fail with "not loaded"): the
+    // capacity bounds idle graphs, and a release trims the cache back to it.
+    this.cache = new LruCache(
+      ctx.options.maxCachedGraphs ?? 10,
+      (_key, { graph, deviceId }) => this.evict(graph, deviceId),
+      (_key, { graph }) => graph.refs === 0,
+    );
   }
 
   get(id: string): GraphEntry | undefined {
@@ -265,6 +271,7 @@ export class GraphStore {
     if (!g.queue.idle) await g.queue.drained();
     if (g.refs > 0) return; // re-acquired while draining
     if (options.free) return this.free(g);
+    this.cache.trim();
     clearTimeout(g.idleTimer);
     g.idleTimer = setTimeout(
       guarded(() => g.refs === 0 && this.free(g), this.ctx.warn),
