@@ -77,6 +77,14 @@ describe('cpu device faults never end the process (each case in a child process)
     }
   });
 
+  it('process.exit() while a one-shot worker counts a model\'s ops in onnxruntime exits cleanly', async function () {
+    for (const delayMs of ['300', '600']) {
+      const outcome = await runScenario('exitDuringOpCount', delayMs);
+      assert.equal(outcome.code, 0, `exit after ${delayMs} ms: ${outcome.stderr}`);
+      event(outcome, 'exiting');
+    }
+  });
+
   it('closing the engine during a big batched run fails the task and exits cleanly', async function () {
     const outcome = await runScenario('engineCloseDuringRun');
     assert.equal(outcome.code, 0, outcome.stderr);

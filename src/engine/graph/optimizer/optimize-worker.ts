@@ -1,8 +1,9 @@
-import { parentPort, workerData } from 'worker_threads';
+import { workerData } from 'worker_threads';
+import { answerWithinRuntime } from '../../host/one-shot-worker';
 import { optimizeModel, type OptimizeOptions } from './optimize';
 
-const { bytes, options } = workerData as { bytes: Uint8Array; options: OptimizeOptions };
-optimizeModel(bytes, options).then(
-  (result) => parentPort!.postMessage({ ok: true, bytes: result.bytes, report: result.report }, [result.bytes.buffer as ArrayBuffer]),
-  (err: Error) => parentPort!.postMessage({ ok: false, name: err.name, message: err.message }),
-);
+const { bytes, options, runtimeFlags } = workerData as { bytes: Uint8Array; options: OptimizeOptions; runtimeFlags: Int32Array };
+answerWithinRuntime(runtimeFlags, async () => {
+  const result = await optimizeModel(bytes, options);
+  return { answer: { ok: true, bytes: result.bytes, report: result.report }, transfer: [result.bytes.buffer as ArrayBuffer] };
+});
