@@ -27,3 +27,4 @@ export * from './planner';
 export { ThermalOptimizer } from './telemetry/thermal-optimizer';
 export { ThermalPolicy, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from './pipeline/thermal-policy';
 export * from './graph/optimizer';
+export * from './camera';
