@@ -14,13 +14,13 @@ export interface MotionOptions {
   width?: number;
   /** Gray-level change (1-255) above which a pixel counts as changed. Default 25. */
   sensitivity?: number;
-  /** Fraction (0-1) of the unmasked pixels that must change. Default 0.01. */
+  /** Fraction (0-1) of the unmasked pixels that must change. Default 0.003 (about 9 of 64x48). */
   minArea?: number;
   /** Areas ignored (trees, a clock, a busy road), as normalised polygons. */
   masks?: NormPolygon[];
   /**
    * Frames still passed after motion stops, so a tracker sees objects that left or stopped and
-   * can end their tracks. Default 5.
+   * can end their tracks: keep it above the tracker's max age. Default 3.
    */
   holdFrames?: number;
 }
@@ -65,8 +65,8 @@ export class MotionGate {
     checkMotionOptions(options);
     this.width = options.width ?? 64;
     this.sensitivity = options.sensitivity ?? 25;
-    this.minArea = options.minArea ?? 0.01;
-    this.holdFrames = options.holdFrames ?? 5;
+    this.minArea = options.minArea ?? 0.003;
+    this.holdFrames = options.holdFrames ?? 3;
   }
 
   /** Compares an encoded image (JPEG, PNG...) with the previous one. */

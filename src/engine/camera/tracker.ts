@@ -3,7 +3,8 @@
  *
  * Tracking is SORT-style: every track predicts where its box is now from a constant-velocity
  * model (an alpha-beta filter on the box centre: simpler than SORT's Kalman filter and enough for
- * boxes that a detector places afresh every frame), detections are matched to predictions of the
+ * boxes that a detector places afresh every frame). Velocity is per update, not per second: frames
+ * a motion gate held back showed nothing moving, so they must not move the prediction. Detections are matched to predictions of the
  * same label by IoU, greedily from the best overlap (Hungarian assignment finds the same pairs
  * whenever overlaps are unambiguous, which is the common case for detections of distinct objects),
  * unmatched detections start tentative tracks, a track counts (is confirmed) after `minHits`
@@ -57,7 +58,7 @@ export interface TrackerOptions {
   iouThreshold?: number;
   /** Consecutive matches before a track is confirmed and takes part in events. Default 3. */
   minHits?: number;
-  /** Updates without a match before a confirmed track ends. Default 5. */
+  /** Updates without a match before a confirmed track ends (a motion gate's hold frames must exceed it). Default 2. */
   maxAge?: number;
   /** NormPoint of the box tested against zones and lines. Default 'bottom-center'. */
   anchor?: 'bottom-center' | 'center';
@@ -92,7 +93,7 @@ export interface TrackInfo {
   label: string;
   score: number;
   box: NormBox;
-  /** Centre velocity, image fractions per second. */
+  /** Centre velocity, image fractions per update. */
   velocity: { x: number; y: number };
   hits: number;
   misses: number;
@@ -111,8 +112,10 @@ export interface TrackEvent {
   frame?: number;
   zone?: string;
   line?: string;
-  /** crossed: looking from the line's first point towards its second. */
+  /** crossed: from which side of the line to which, looking from its first point towards its second. */
   direction?: 'left-to-right' | 'right-to-left';
+  /** crossed: the way the object moved across the line in the image. */
+  heading?: 'up' | 'down' | 'left' | 'right';
   trackId?: number;
   label?: string;
   score?: number;
@@ -150,7 +153,10 @@ interface Track {
   id: number;
   label: string;
   score: number;
+  /** Where the track is now: the last detection, moved on by the velocity while it coasts. */
   box: NormBox;
+  /** The last detection itself. */
+  measured: NormBox;
   vx: number;
   vy: number;
   hits: number;
@@ -203,7 +209,6 @@ function centre(b: NormBox): NormPoint {
 export class Tracker {
   private readonly tracks: Track[] = [];
   private nextId = 1;
-  private lastTimestamp: number | undefined;
   private readonly zoneCounts = new Map<string, number>();
   private readonly iouThreshold: number;
   private readonly minHits: number;
@@ -214,7 +219,7 @@ export class Tracker {
     checkTrackerOptions(options);
     this.iouThreshold = options.iouThreshold ?? 0.3;
     this.minHits = options.minHits ?? 3;
-    this.maxAge = options.maxAge ?? 5;
+    this.maxAge = options.maxAge ?? 2;
     this.settleFrames = options.settleFrames ?? 2;
     for (const z of options.zones ?? []) this.zoneCounts.set(z.name, 0);
   }
@@ -229,15 +234,14 @@ export class Tracker {
 
   /** Takes one frame's detections; returns the events it caused, in order. */
   update(detections: TrackerDetection[], ctx: FrameContext): TrackEvent[] {
-    const dt = this.lastTimestamp === undefined ? 0 : Math.max(0, (ctx.timestamp - this.lastTimestamp) / 1000);
-    this.lastTimestamp = ctx.timestamp;
     const kept = detections.filter((d) => this.accepts(d));
-    const predicted = this.tracks.map((t) => ({ ...t.box, x: t.box.x + t.vx * dt, y: t.box.y + t.vy * dt }));
+    const predicted = this.tracks.map((t) => ({ ...t.box, x: t.box.x + t.vx, y: t.box.y + t.vy }));
     const pairs: Array<{ t: number; d: number; overlap: number }> = [];
     this.tracks.forEach((t, ti) => {
       kept.forEach((d, di) => {
         if (d.label !== t.label) return;
-        const overlap = iou(predicted[ti], d.box);
+        // the last detection too: an object that turns or stops is there, not where the model expected it
+        const overlap = Math.max(iou(predicted[ti], d.box), iou(t.measured, d.box));
         if (overlap >= this.iouThreshold) pairs.push({ t: ti, d: di, overlap });
       });
     });
@@ -248,7 +252,7 @@ export class Tracker {
     for (const p of pairs) {
       if (trackMatched[p.t] || detMatched[p.d]) continue;
       trackMatched[p.t] = detMatched[p.d] = true;
-      this.matched(this.tracks[p.t], kept[p.d], dt, ctx);
+      this.matched(this.tracks[p.t], kept[p.d], ctx);
     }
     const survivors: Track[] = [];
     this.tracks.forEach((t, ti) => {
@@ -306,6 +310,7 @@ export class Tracker {
       label: d.label,
       score: d.score,
       box: { ...d.box },
+      measured: { ...d.box },
       vx: 0,
       vy: 0,
       hits: 1,
@@ -319,15 +324,14 @@ export class Tracker {
     };
   }
 
-  private matched(t: Track, d: TrackerDetection, dt: number, ctx: FrameContext): void {
-    if (dt > 0) {
-      const [ox, oy] = centre(t.box);
-      const [nx, ny] = centre(d.box);
-      // from the last position (the prediction, when the track coasted) to the measured one
-      t.vx += VELOCITY_GAIN * ((nx - ox) / dt - t.vx);
-      t.vy += VELOCITY_GAIN * ((ny - oy) / dt - t.vy);
-    }
+  private matched(t: Track, d: TrackerDetection, ctx: FrameContext): void {
+    const [ox, oy] = centre(t.box);
+    const [nx, ny] = centre(d.box);
+    // from the last position (the prediction, when the track coasted) to the measured one
+    t.vx += VELOCITY_GAIN * (nx - ox - t.vx);
+    t.vy += VELOCITY_GAIN * (ny - oy - t.vy);
     t.box = { ...d.box };
+    t.measured = t.box;
     t.score = d.score;
     t.hits++;
     t.misses = 0;
@@ -381,7 +385,7 @@ export class Tracker {
     for (const line of this.options.lines ?? []) {
       if (line.labels && !line.labels.includes(t.label)) continue;
       const side = sideOfLine(line.a, line.b, x, y);
-      let state = t.lines.get(line.name);
+      const state = t.lines.get(line.name);
       if (!state) {
         t.lines.set(line.name, { side, lastPoint: [x, y], runs: 0, candidatePoint: [x, y] });
         continue;
@@ -401,7 +405,10 @@ export class Tracker {
       if (state.runs >= this.settleFrames) {
         // only a path through the segment itself counts, not one around its end
         if (segmentsIntersect(state.lastPoint, state.candidatePoint, line.a, line.b)) {
-          events.push(this.event('crossed', t, ctx, { line: line.name, direction: state.side < 0 ? 'left-to-right' : 'right-to-left' }));
+          const dx = x - state.lastPoint[0];
+          const dy = y - state.lastPoint[1];
+          const heading = Math.abs(dx) >= Math.abs(dy) ? (dx >= 0 ? 'right' : 'left') : dy >= 0 ? 'down' : 'up';
+          events.push(this.event('crossed', t, ctx, { line: line.name, direction: state.side < 0 ? 'left-to-right' : 'right-to-left', heading }));
         }
         state.side = side;
         state.lastPoint = [x, y];
