@@ -10,10 +10,11 @@ export async function cropJpeg(image: Buffer, box: NormBox, padding = 0.1): Prom
   const meta = await sharp(image).metadata();
   const width = meta.width ?? 0;
   const height = meta.height ?? 0;
-  const left = Math.max(0, Math.floor((box.x - box.w * padding) * width));
-  const top = Math.max(0, Math.floor((box.y - box.h * padding) * height));
-  const right = Math.min(width, Math.ceil((box.x + box.w * (1 + padding)) * width));
-  const bottom = Math.min(height, Math.ceil((box.y + box.h * (1 + padding)) * height));
+  // rounded, not floored and ceiled: fractions times the size land a hair off whole pixels
+  const left = Math.max(0, Math.round((box.x - box.w * padding) * width));
+  const top = Math.max(0, Math.round((box.y - box.h * padding) * height));
+  const right = Math.min(width, Math.round((box.x + box.w * (1 + padding)) * width));
+  const bottom = Math.min(height, Math.round((box.y + box.h * (1 + padding)) * height));
   if (right <= left || bottom <= top) return null;
   return sharp(image).extract({ left, top, width: right - left, height: bottom - top }).jpeg({ quality: 85 }).toBuffer();
 }

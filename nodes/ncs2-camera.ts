@@ -1,0 +1,50 @@
+/**
+ * ncs2-camera: frames from an RTSP or MJPEG stream, a snapshot URL, a V4L2 device or a video file
+ * (decoded by the system's ffmpeg), one JPEG message per frame at a capped rate, optionally only
+ * frames with motion. User and password live in Node-RED credentials.
+ */
+import { CameraController } from './lib/camera-controller';
+import { parseCameraSettings } from './lib/camera-settings';
+import type { NodeAPI, NodeDef, NodeMessage, RedNode } from './lib/red';
+
+type CameraNodeDef = NodeDef & Record<string, unknown>;
+type CameraNode = RedNode & { credentials?: { username?: string; password?: string }; send(msg: NodeMessage): void };
+
+export = function register(RED: NodeAPI): void {
+  function Ncs2CameraNode(this: CameraNode, def: CameraNodeDef): void {
+    RED.nodes.createNode(this, def);
+    let controller: CameraController;
+    try {
+      controller = new CameraController({
+        settings: parseCameraSettings(def, def.name || def.id, this.credentials ?? {}),
+        send: (msg) => this.send(msg),
+        status: (status) => this.status(status),
+        warn: (message) => this.warn(message),
+        log: (message) => this.log(message),
+        error: (err) => this.error(err),
+        words: {
+          connecting: RED._('ncs2-camera.status.connecting'),
+          reconnecting: RED._('ncs2-camera.status.reconnecting'),
+          ffmpegMissing: RED._('ncs2-camera.status.ffmpegMissing'),
+          ended: RED._('ncs2-camera.status.ended'),
+          still: RED._('ncs2-camera.status.still'),
+          dropped: RED._('ncs2-camera.status.dropped'),
+        },
+      });
+    } catch (err) {
+      this.error(`ncs2-camera ${def.name || def.id} is invalid: ${(err as Error).message}`);
+      this.status({ fill: 'red', shape: 'ring', text: 'invalid settings' });
+      return;
+    }
+    this.on('close', (_removed, done) => {
+      controller.close().then(done, (err: Error) => {
+        this.warn(`stopping the camera failed: ${err.message}`);
+        done();
+      });
+    });
+    controller.start();
+  }
+  RED.nodes.registerType('ncs2-camera', Ncs2CameraNode, {
+    credentials: { username: { type: 'text' }, password: { type: 'password' } },
+  });
+};
