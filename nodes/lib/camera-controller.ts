@@ -69,7 +69,7 @@ export class CameraController {
   private async frame(frame: CameraFrame): Promise<void> {
     let motion: { changed: number } | undefined;
     if (this.gate) {
-      const result = await this.gate.check(frame.jpeg);
+      const result = await this.gate.check(frame.jpeg, frame.camera.timestamp);
       if (!result.pass) return;
       motion = { changed: result.changed };
     }

@@ -99,6 +99,7 @@ export function parseCameraSettings(def: Raw, id: string, credentials: { usernam
       sensitivity: numberField(def, 'sensitivity', 'motion sensitivity', { min: 1, max: 255, fallback: 25 }),
       minArea: numberField(def, 'minArea', 'minimum changed area (%)', { min: 0, max: 100, fallback: 0.3 }) / 100,
       holdFrames: numberField(def, 'holdFrames', 'frames after motion', { min: 0, max: 1000, integer: true, fallback: 3 }),
+      refreshSeconds: numberField(def, 'refresh', 'refresh while still', { min: 0, max: 86400, fallback: 5 }),
       masks,
     },
   };

@@ -22,7 +22,7 @@ function reported(id: string, method: 'warn' | 'error'): string[] {
 function camera(props: Record<string, unknown>): object[] {
   return [
     { id: TAB, type: 'tab', label: 'camera' },
-    { id: 'cam', type: 'ncs2-camera', z: TAB, name: 'porch', fps: 5, width: 0, quality: 5, queueSize: 1, hwaccel: false, loop: false, realtime: true, maxBackoff: 30, ffmpeg: 'ffmpeg', motion: false, sensitivity: 25, minArea: 0.3, holdFrames: 3, masks: '', ...props, wires: [['out']] },
+    { id: 'cam', type: 'ncs2-camera', z: TAB, name: 'porch', fps: 5, width: 0, quality: 5, queueSize: 1, hwaccel: false, loop: false, realtime: true, maxBackoff: 30, ffmpeg: 'ffmpeg', motion: false, sensitivity: 25, minArea: 0.3, holdFrames: 3, refresh: 5, masks: '', ...props, wires: [['out']] },
     { id: 'out', type: 'helper', z: TAB },
   ];
 }

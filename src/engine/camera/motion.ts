@@ -23,6 +23,11 @@ export interface MotionOptions {
    * can end their tracks: keep it above the tracker's max age. Default 3.
    */
   holdFrames?: number;
+  /**
+   * Pass a frame at least this often (seconds) while nothing moves, so objects standing still are
+   * seen again: a tracker can time their dwell and a dashboard stays current. 0: never. Default 5.
+   */
+  refreshSeconds?: number;
 }
 
 export interface MotionResult {
@@ -46,6 +51,7 @@ export function checkMotionOptions(o: MotionOptions): void {
   if (o.sensitivity !== undefined && !(o.sensitivity >= 1 && o.sensitivity <= 255)) throw bad('sensitivity must be a gray-level step from 1 to 255', o.sensitivity);
   if (o.minArea !== undefined && !(o.minArea >= 0 && o.minArea <= 1)) throw bad('minimum area must be a fraction from 0 to 1', o.minArea);
   if (o.holdFrames !== undefined && !(Number.isInteger(o.holdFrames) && o.holdFrames >= 0)) throw bad('hold frames must be a whole number from 0', o.holdFrames);
+  if (o.refreshSeconds !== undefined && !(o.refreshSeconds >= 0)) throw bad('refresh must be 0 (never) or a number of seconds', o.refreshSeconds);
 }
 
 export class MotionGate {
@@ -60,6 +66,9 @@ export class MotionGate {
   private readonly sensitivity: number;
   private readonly minArea: number;
   private readonly holdFrames: number;
+  private readonly refreshMs: number;
+  /** When the last frame passed (ms). */
+  private lastPassed = -Infinity;
 
   constructor(private readonly options: MotionOptions = {}) {
     checkMotionOptions(options);
@@ -67,15 +76,18 @@ export class MotionGate {
     this.sensitivity = options.sensitivity ?? 25;
     this.minArea = options.minArea ?? 0.003;
     this.holdFrames = options.holdFrames ?? 3;
+    this.refreshMs = (options.refreshSeconds ?? 5) * 1000;
   }
 
-  /** Compares an encoded image (JPEG, PNG...) with the previous one. */
-  async check(image: Buffer): Promise<MotionResult> {
+  /** Compares an encoded image (JPEG, PNG...) with the previous one; `timestamp` (ms) is when it was taken. */
+  async check(image: Buffer, timestamp = Date.now()): Promise<MotionResult> {
     const { data, info } = await sharp(image).resize({ width: this.width }).grayscale().raw().toBuffer({ resolveWithObject: true });
-    return this.compare(data, info.width, info.height);
+    const result = this.compare(data, info.width, info.height, timestamp);
+    if (result.pass) this.lastPassed = timestamp;
+    return result;
   }
 
-  private compare(gray: Buffer, width: number, height: number): MotionResult {
+  private compare(gray: Buffer, width: number, height: number, timestamp: number): MotionResult {
     this.counts.frames++;
     if (!this.previous || width !== this.size.width || height !== this.size.height) {
       // first frame or a new stream size: nothing to compare with; let it through
@@ -95,7 +107,7 @@ export class MotionGate {
     const changed = this.includedPixels ? changedPixels / this.includedPixels : 0;
     const motion = this.includedPixels > 0 && changed >= this.minArea && changedPixels > 0;
     this.sinceMotion = motion ? 0 : this.sinceMotion + 1;
-    const pass = this.sinceMotion <= this.holdFrames;
+    const pass = this.sinceMotion <= this.holdFrames || (this.refreshMs > 0 && timestamp - this.lastPassed >= this.refreshMs);
     if (pass) this.counts.passed++;
     else this.counts.skipped++;
     return { pass, motion, changed };
