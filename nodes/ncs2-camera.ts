@@ -5,6 +5,8 @@
  */
 import { CameraController } from './lib/camera-controller';
 import { parseCameraSettings } from './lib/camera-settings';
+import { resolveConfigPath } from './lib/paths';
+import { inputKindOf } from '../src/engine/camera';
 import type { NodeAPI, NodeDef, NodeMessage, RedNode } from './lib/red';
 
 type CameraNodeDef = NodeDef & Record<string, unknown>;
@@ -15,8 +17,12 @@ export = function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, def);
     let controller: CameraController;
     try {
+      const settings = parseCameraSettings(def, def.name || def.id, this.credentials ?? {});
+      const source = settings.source;
+      // a relative video file is looked up as the other dialogs' paths are: user directory, then this package
+      if ((source.kind ?? inputKindOf(source.url)) === 'file') source.url = resolveConfigPath(source.url, RED.settings.userDir);
       controller = new CameraController({
-        settings: parseCameraSettings(def, def.name || def.id, this.credentials ?? {}),
+        settings,
         send: (msg) => this.send(msg),
         status: (status) => this.status(status),
         warn: (message) => this.warn(message),

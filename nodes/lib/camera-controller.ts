@@ -41,6 +41,7 @@ export class CameraController {
   /** When the current reconnect wait ends (ms since the epoch). */
   private retryAt = 0;
   private lostSince: number | undefined;
+  private closed = false;
 
   constructor(private readonly options: CameraControllerOptions) {
     this.source = new FrameSource(options.settings.source);
@@ -62,6 +63,7 @@ export class CameraController {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.timer);
     await this.source.stop();
   }
@@ -70,7 +72,8 @@ export class CameraController {
     let motion: { changed: number } | undefined;
     if (this.gate) {
       const result = await this.gate.check(frame.jpeg, frame.camera.timestamp);
-      if (!result.pass) return;
+      // the node may have closed while sharp compared the frame
+      if (!result.pass || this.closed) return;
       motion = { changed: result.changed };
     }
     this.sent++;
