@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import cameraNode = require('../../nodes/ncs2-camera');
 import trackNode = require('../../nodes/ncs2-track');
 import type { NodeStatus } from '../../nodes/lib/red';
+import { parseCameraSettings, parseTrackSettings } from '../../nodes/lib/camera-settings';
 import { makeTestVideo, serveFrames, tempDir, videoFrames, type FrameServer } from '../camera/streams';
 import { collect, helper, node, settle, statuses, useNodeRedServer, waitFor } from './support';
 
@@ -187,5 +188,34 @@ describe('ncs2-track node', function () {
     node('track').receive({ payload: [] });
     await waitFor(() => caught.length === 1, 'the message refused');
     assert.match(caught[0], /ncs2-track track is invalid/);
+  });
+});
+
+describe('ncs2-camera and ncs2-track settings', function () {
+  it('reads zones and lines as "name: x,y ..." lines or JSON, and masks and labels', function () {
+    const text = parseTrackSettings({ zones: '# the drive\ndrive: 0.5,0.4 1,0.4 1,1\n\n0,0 0.2,0 0.2,0.2', lines: 'gate: 0.5,0 0.5,1', labels: 'person, car' });
+    assert.deepEqual(
+      text.tracker.zones!.map((z) => [z.name, z.polygon.length, z.labels]),
+      [
+        ['drive', 3, ['person', 'car']],
+        ['zone 2', 3, ['person', 'car']],
+      ],
+    );
+    assert.deepEqual(text.tracker.lines, [{ name: 'gate', a: [0.5, 0], b: [0.5, 1], labels: ['person', 'car'] }]);
+    const json = parseTrackSettings({ zones: '[{"name": "door", "points": [[0, 0], [0.3, 0], [0.3, 1]]}]' });
+    assert.deepEqual(json.tracker.zones, [{ name: 'door', polygon: [[0, 0], [0.3, 0], [0.3, 1]] }]);
+    const camera = parseCameraSettings({ url: 'rtsp://cam/1', motion: true, masks: 'tree: 0,0 0.3,0 0.3,0.4', minArea: 1 }, 'porch', { username: 'u', password: 'p' });
+    assert.deepEqual(camera.motion!.masks, [[[0, 0], [0.3, 0], [0.3, 0.4]]]);
+    assert.equal(camera.motion!.minArea, 0.01, 'minimum area is a percentage in the dialog');
+    assert.deepEqual([camera.source.username, camera.source.password, camera.source.fps], ['u', 'p', 5]);
+  });
+
+  it('refuses what it cannot use, naming the field and what arrived', function () {
+    assert.throws(() => parseTrackSettings({ lines: 'gate: 0,0 0.5,0.5 1,1' }), /line "gate" needs exactly 2 points "x,y x,y", got 3/);
+    assert.throws(() => parseTrackSettings({ filters: '[1]' }), /label filters must be a JSON object/);
+    assert.throws(() => parseTrackSettings({ zones: '[{"name": "a"' }), /zone \(JSON\):/);
+    assert.throws(() => parseCameraSettings({ url: 'http://cam/snap.jpg', input: 'snapshot', fps: 0 }, 'c', {}), /snapshot URL needs fps above 0/);
+    assert.throws(() => parseCameraSettings({ url: 'x.avi', quality: 40 }, 'c', {}), /JPEG quality must be a whole number from 2 to 31, got 40/);
+    assert.throws(() => parseCameraSettings({ url: 'x.avi', input: 'ftp' }, 'c', {}), /input must be auto or one of rtsp, mjpeg, snapshot, v4l2, file, got "ftp"/);
   });
 });
