@@ -9,10 +9,21 @@ import { resolveConfigPath } from './lib/paths';
 import { inputKindOf } from '../src/engine/camera';
 import type { NodeAPI, NodeDef, NodeMessage, RedNode } from './lib/red';
 
+/** The Express response's part the snapshot endpoint uses (lib/red types only the JSON part). */
+interface ImageResponse {
+  status(code: number): ImageResponse;
+  set(field: string, value: string): ImageResponse;
+  send(body: Buffer): void;
+  json(body: unknown): void;
+}
+
 type CameraNodeDef = NodeDef & Record<string, unknown>;
 type CameraNode = RedNode & { credentials?: { username?: string; password?: string }; send(msg: NodeMessage): void };
 
 export = function register(RED: NodeAPI): void {
+  /** Running camera nodes by id, for the snapshot endpoint. */
+  const running = new Map<string, CameraController>();
+
   function Ncs2CameraNode(this: CameraNode, def: CameraNodeDef): void {
     RED.nodes.createNode(this, def);
     let controller: CameraController;
@@ -42,7 +53,9 @@ export = function register(RED: NodeAPI): void {
       this.status({ fill: 'red', shape: 'ring', text: 'invalid settings' });
       return;
     }
+    running.set(def.id, controller);
     this.on('close', (_removed, done) => {
+      running.delete(def.id);
       controller.close().then(done, (err: Error) => {
         this.warn(`stopping the camera failed: ${err.message}`);
         done();
@@ -52,5 +65,16 @@ export = function register(RED: NodeAPI): void {
   }
   RED.nodes.registerType('ncs2-camera', Ncs2CameraNode, {
     credentials: { username: { type: 'text' }, password: { type: 'password' } },
+  });
+
+  // The newest frame of a deployed camera: the ncs2-track editor draws zones over it.
+  RED.httpAdmin.get('/ncs2/cameras/:id/snapshot', RED.auth.needsPermission('ncs2-camera.read'), (req, res) => {
+    const image = res as unknown as ImageResponse;
+    const frame = running.get(req.params.id)?.latestFrame;
+    if (!frame) {
+      image.status(404).json({ error: `camera ${req.params.id} has no frame yet: deploy it and wait until its status shows frames` });
+      return;
+    }
+    image.status(200).set('Content-Type', 'image/jpeg').set('Cache-Control', 'no-store').send(frame);
   });
 };

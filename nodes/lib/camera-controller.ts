@@ -42,6 +42,7 @@ export class CameraController {
   private retryAt = 0;
   private lostSince: number | undefined;
   private closed = false;
+  private latest: Buffer | undefined;
 
   constructor(private readonly options: CameraControllerOptions) {
     this.source = new FrameSource(options.settings.source);
@@ -68,7 +69,13 @@ export class CameraController {
     await this.source.stop();
   }
 
+  /** The newest frame received (sent or not): what the track node's editor draws zones over. */
+  get latestFrame(): Buffer | undefined {
+    return this.latest;
+  }
+
   private async frame(frame: CameraFrame): Promise<void> {
+    this.latest = frame.jpeg;
     let motion: { changed: number } | undefined;
     if (this.gate) {
       const result = await this.gate.check(frame.jpeg, frame.camera.timestamp);

@@ -65,6 +65,13 @@ describe('ncs2-camera node (real streams through ffmpeg)', function () {
     assert.equal((await sharp(out[0].payload as Buffer).metadata()).format, 'jpeg');
     // the test helper loads no message catalogue: status words show as their keys
     assert.equal(seen[seen.length - 1].text, `ncs2-camera.status.ended (${out.length})`);
+    // the newest frame, for drawing zones in the ncs2-track editor
+    const snapshot = await helper.request().get('/ncs2/cameras/cam/snapshot');
+    assert.equal(snapshot.status, 200);
+    assert.ok(Buffer.isBuffer(snapshot.body) && (snapshot.body as Buffer).equals(out[out.length - 1].payload as Buffer), 'the snapshot is the last frame');
+    const unknown = await helper.request().get('/ncs2/cameras/nope/snapshot');
+    assert.equal(unknown.status, 404);
+    assert.match((unknown.body as { error: string }).error, /camera nope has no frame yet/);
   });
 
   it('shows "ffmpeg missing" and warns once with what to do', async function () {
