@@ -144,6 +144,23 @@ describe('camera: frame source over ffmpeg (real streams)', function () {
     assert.deepStrictEqual([got[0].camera.width, got[0].camera.height], [320, 240]);
   });
 
+  it('decodes with -hwaccel auto when asked (software fallback on a machine without a decoder)', async function () {
+    const options = { id: 'hw', url: video, fps: 5, realtime: false, hardwareDecode: true, queueSize: 2 };
+    assert.deepStrictEqual(ffmpegArguments(options).slice(4, 6), ['-hwaccel', 'auto']);
+    const { source: s, got } = source(options);
+    await s.start((f) => void got.push(f));
+    await waitFor(() => s.status.state === 'ended', 20_000, 'the file to end');
+    assert.ok(got.length >= 10, `${got.length} frames`);
+  });
+
+  it('builds the input options each source kind needs', function () {
+    const args = (url: string, extra = {}) => ffmpegArguments({ id: 'x', url, ...extra }).join(' ');
+    assert.match(args('/dev/video0'), /-f v4l2 -i \/dev\/video0/);
+    assert.match(args('rtsp://cam/1'), /-rtsp_transport tcp -timeout 10000000 -i rtsp:\/\/cam\/1/);
+    assert.match(args('http://cam/mjpeg'), /-rw_timeout 10000000 -i http:\/\/cam\/mjpeg/);
+    assert.match(args('clip.mp4', { loop: true, fps: 2, width: 640 }), /-re -stream_loop -1 -i clip.mp4 .*-vf fps=2,scale=640:-2/);
+  });
+
   it('says ffmpeg is missing, with what to do, instead of retrying', async function () {
     const { source: s, statuses } = source({ id: 'none', url: video, ffmpegPath: path.join(dir, 'no-such-ffmpeg') });
     await assert.rejects(s.start(() => undefined), (err: Error) => err instanceof FfmpegMissingError && /apt-get install ffmpeg/.test(err.message));
