@@ -1,4 +1,6 @@
 import * as assert from 'assert';
+import * as http from 'http';
+import type { AddressInfo } from 'net';
 import * as path from 'path';
 import sharp from 'sharp';
 import { FrameSource, FfmpegMissingError, JpegSplitter, jpegSize, ffmpegArguments, redactUrl, type CameraFrame, type SourceStatus } from '../../src/engine/camera';
@@ -119,6 +121,27 @@ describe('camera: frame source over ffmpeg (real streams)', function () {
     await waitFor(() => got.length >= before + 5, 15_000, 'frames after the stream came back');
     assert.strictEqual(s.status.state, 'connected');
     assert.ok(got.slice(before).every((f) => f.camera.width === 320));
+  });
+
+  it('treats a stream that stops sending (connection still open) as lost after the stall timeout', async function () {
+    const hanging = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'multipart/x-mixed-replace;boundary=x' });
+      res.write('--x\r\n');
+    });
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', () => resolve()));
+    try {
+      const port = (hanging.address() as AddressInfo).port;
+      const { source: s, statuses } = source({ id: 'stall', url: `http://127.0.0.1:${port}/`, stallTimeoutMs: 1000, initialBackoffMs: 5000 });
+      const started = Date.now();
+      await s.start(() => undefined);
+      await waitFor(() => s.status.state === 'reconnecting', 10_000, 'the stall to count as a lost connection');
+      const lost = statuses.find((st): st is Extract<SourceStatus, { state: 'reconnecting' }> => st.state === 'reconnecting')!;
+      console.log(`      stalled stream: lost after ${Date.now() - started} ms (${lost.reason})`);
+      assert.ok(Date.now() - started < 6000);
+    } finally {
+      hanging.closeAllConnections();
+      hanging.close();
+    }
   });
 
   it('passes user and password to an MJPEG stream that needs them, and redacts them for display', async function () {

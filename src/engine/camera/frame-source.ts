@@ -257,14 +257,18 @@ export class FrameSource extends EventEmitter {
     const child = spawn(this.options.ffmpegPath ?? 'ffmpeg', ffmpegArguments(this.options), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     let stderr = '';
+    const onStall = (ms: number) => {
+      stderr += `\nno data from the camera for ${ms} ms`;
+      child.kill('SIGKILL');
+    };
     child.stderr!.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4096);
     });
     child.stdout!.on('data', (chunk: Buffer) => {
-      this.armStallTimer(child);
+      this.armStallTimer(onStall);
       for (const jpeg of splitter.push(chunk)) this.received(jpeg);
     });
-    this.armStallTimer(child);
+    this.armStallTimer(onStall);
     this.childExited = new Promise((resolve) => {
       child.on('error', (err) => {
         stderr += `\n${err.message}`;
@@ -284,13 +288,11 @@ export class FrameSource extends EventEmitter {
     });
   }
 
-  private armStallTimer(child: ChildProcess): void {
+  /** Restarts the wait for data; `onStall` runs when none came within the stall timeout. */
+  private armStallTimer(onStall: (ms: number) => void): void {
     clearTimeout(this.stallTimer);
     const ms = this.options.stallTimeoutMs ?? 10_000;
-    this.stallTimer = setTimeout(() => {
-      child.stderr?.emit('data', Buffer.from(`\nno data from the camera for ${ms} ms`));
-      child.kill('SIGKILL');
-    }, ms);
+    this.stallTimer = setTimeout(() => onStall(ms), ms);
   }
 
   private pollSnapshot(): void {
