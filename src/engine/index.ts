@@ -39,3 +39,4 @@ export { optimizeCached, type CachedOptimizeOptions, type CachedOptimizeResult }
 /** The engine's typed event map (name to listener arguments), the 'thermal' event's payload, and a graph's load state. */
 export type { EngineEvents, ThermalEvent, PipelineStats, GraphState, WarningSubject } from './pipeline/engine';
 export * from './devices/remote';
+export * from './camera';
