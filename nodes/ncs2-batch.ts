@@ -6,10 +6,12 @@ import { BatchCollector, type BatchMode } from './lib/batch-collector';
 import { parseBatchSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
 import type { GraphConfigNode } from './lib/config-nodes';
+import { serveEditorScript } from './lib/editor-script';
 
 type BatchNodeDef = NodeDef & Record<string, unknown> & { graph?: string };
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   function Ncs2BatchNode(this: RedNode, def: BatchNodeDef): void {
     RED.nodes.createNode(this, def);
     let collector: BatchCollector | undefined;

@@ -8,10 +8,12 @@ import { DeviceLease } from './lib/device-lease';
 import { DEVICE_KINDS, parseDeviceSettings } from './lib/settings';
 import type { NodeAPI, NodeDef } from './lib/red';
 import type { DeviceConfigNode } from './lib/config-nodes';
+import { serveEditorScript } from './lib/editor-script';
 
 type DeviceNodeDef = NodeDef & Record<string, unknown>;
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   function Ncs2DeviceNode(this: DeviceConfigNode, def: DeviceNodeDef): void {
     RED.nodes.createNode(this, def);
     try {

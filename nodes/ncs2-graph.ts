@@ -13,10 +13,12 @@ import { DEFAULT_MODEL, exportModelsDir, resolveConfigPath } from './lib/paths';
 import { parseGraphSettings } from './lib/settings';
 import type { NodeAPI, NodeDef } from './lib/red';
 import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
+import { serveEditorScript } from './lib/editor-script';
 
 type GraphNodeDef = NodeDef & Record<string, unknown> & { device?: string; model?: string };
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   exportModelsDir();
 
   function Ncs2GraphNode(this: GraphConfigNode, def: GraphNodeDef): void {

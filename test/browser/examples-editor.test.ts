@@ -1,0 +1,161 @@
+/**
+ * Every example as a user meets it in the Node-RED editor (Debian's headless Chromium driven by
+ * playwright-core): fetched through the same library route Import > Examples uses, imported into
+ * the editor, with no node flagged invalid (node.valid === false, the red triangle) and deployed
+ * with no "not properly configured" confirmation; and a fresh ncs2-infer with a new graph and a new
+ * device config, all left at their defaults, deploys with no warning either. Run by
+ * `npm run test:browser`, not by `npm test`; without /usr/bin/chromium it fails and says how to
+ * install it (never skips).
+ */
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Page } from 'playwright-core';
+import type { RedProcess } from '../e2e/harness';
+import { ROOT } from '../e2e/red-boot';
+import { addInferAndNewGraph, openEditor, type WatchedPage } from './chromium';
+
+const MODULE = '@edge-infer/node-red-ncs2';
+const EXAMPLES = fs
+  .readdirSync(path.join(ROOT, 'examples'))
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => f.replace(/\.json$/, ''));
+
+interface EditorNode {
+  id: string;
+  type: string;
+  name?: string;
+  valid?: boolean;
+  validationErrors?: string[];
+  _def?: { defaults: Record<string, { value?: unknown }> };
+  [property: string]: unknown;
+}
+
+// Globals of the editor page (the functions passed to page.evaluate run there, not in Node).
+declare const RED: {
+  nodes: {
+    clear(): void;
+    eachNode(cb: (n: EditorNode) => void): void;
+    eachConfig(cb: (n: EditorNode) => void): void;
+    dirty(d?: boolean): boolean;
+  };
+  view: { importNodes(nodes: unknown[], options?: Record<string, unknown>): void; redraw(full?: boolean): void };
+  editor: { validateNode(n: EditorNode): boolean };
+  workspaces: { active(): string; add(): void };
+};
+declare const $: { get(url: string): Promise<unknown> };
+
+/** Nodes the editor flags invalid, with the properties it names (config nodes included). */
+async function invalidNodes(page: Page): Promise<string[]> {
+  return page.evaluate(() => {
+    const bad: string[] = [];
+    const check = (n: EditorNode): void => {
+      if (!n._def) return;
+      RED.editor.validateNode(n);
+      if (n.valid === false) bad.push(`${n.type} ${n.name || n.id}: ${(n.validationErrors ?? []).join(', ')}`);
+    };
+    RED.nodes.eachNode(check);
+    RED.nodes.eachConfig(check);
+    return bad;
+  });
+}
+
+/** Clicks Deploy; fails on the confirmation dialog (invalid, unknown or unused nodes) and waits for success. */
+async function deployWithoutWarning(page: Page): Promise<void> {
+  const confirm = page.locator('#red-ui-deploy-dialog-confirm-deploy-deploy');
+  const done = page.locator('.red-ui-notification', { hasText: 'Successfully deployed' });
+  // The previous deploy's notification closes on its own; this deploy's must be its own.
+  await done.first().waitFor({ state: 'hidden', timeout: 30000 });
+  await page.locator('#red-ui-header-button-deploy:not(.disabled)').click();
+  await Promise.race([confirm.waitFor({ state: 'visible', timeout: 30000 }), done.first().waitFor({ state: 'visible', timeout: 30000 })]).catch(async (err: Error) => {
+    await page.screenshot({ path: '/tmp/editor-deploy.png' });
+    throw err;
+  });
+  if (await confirm.isVisible()) {
+    const text = await page.locator('.red-ui-notification').last().innerText();
+    throw new Error(`Deploy asked for confirmation: ${text}`);
+  }
+}
+
+describe('examples and fresh nodes in the Node-RED editor (headless Chromium)', function () {
+  this.timeout(180000);
+
+  let red: RedProcess | undefined;
+  let watched: WatchedPage | undefined;
+  let page: Page;
+
+  before(async function () {
+    ({ red, watched } = await openEditor({ width: 1280, height: 800 }));
+    page = watched.page;
+  });
+
+  after(async function () {
+    await watched?.browser.close();
+    await red?.stop();
+  });
+
+  afterEach(function () {
+    assert.deepEqual(watched?.pageErrors, [], `the editor threw in the page: ${watched?.pageErrors.join(' | ')}`);
+  });
+
+  it('lists every example under Import > Examples', async function () {
+    const listed = await page.evaluate((module) => $.get(`library/examples/flows/${module}`), MODULE);
+    const names = (listed as Array<{ fn?: string } | string>).map((e) => (typeof e === 'string' ? e : e.fn ?? ''));
+    assert.deepEqual([...names].sort(), [...EXAMPLES].sort(), `examples listed: ${JSON.stringify(listed)}`);
+  });
+
+  for (const example of EXAMPLES) {
+    it(`${example}: imports with no invalid node and deploys with no confirmation`, async function () {
+      await page.evaluate(async ({ module, name }) => {
+        const flow = (await $.get(`library/examples/flows/${module}/${name}`)) as unknown[] | string;
+        RED.nodes.clear();
+        RED.view.importNodes(typeof flow === 'string' ? JSON.parse(flow) : flow, { addFlow: true });
+        RED.view.redraw(true);
+      }, { module: MODULE, name: example });
+      // Imported nodes follow the mouse until a click puts them down, as after Import in the menu.
+      await page.mouse.move(600, 500);
+      await page.mouse.click(600, 500);
+      assert.deepEqual(await invalidNodes(page), [], `${example}: nodes flagged invalid`);
+      await deployWithoutWarning(page).catch((err: Error) => {
+        throw new Error(`${err.message}\nNode-RED's log:\n${red?.logs()}`);
+      });
+    });
+  }
+
+  it('a fresh ncs2-infer with a new graph and a new device config, all at their defaults, is valid and deploys with no warning', async function () {
+    await page.evaluate(() => {
+      RED.nodes.clear();
+      RED.workspaces.add();
+      RED.view.redraw(true);
+    });
+    // As a user does it: drag the node from the palette, open it, add a graph config with the pencil
+    // button and a device config from there, press Add, Add and Done without typing anything.
+    await addInferAndNewGraph(page);
+    await page.locator('#node-config-input-btn-device-add').click();
+    await page.locator('#node-config-input-queueCapacity').waitFor({ state: 'attached' });
+    const marked = async (): Promise<number> => page.locator('.red-ui-tray').last().locator('.input-error').count();
+    assert.equal(await marked(), 0, 'the new device dialog marks a field wrong');
+    await page.locator('.red-ui-tray').last().locator('#node-config-dialog-ok').click();
+    await page.locator('#node-config-input-queueCapacity').waitFor({ state: 'detached' });
+    assert.equal(await page.locator('#node-config-input-padValue').inputValue(), '0', 'pad value shows its default');
+    assert.equal(await marked(), 0, 'the new graph dialog marks a field wrong');
+    await page.locator('.red-ui-tray').last().locator('#node-config-dialog-ok').click();
+    await page.locator('#node-config-input-padValue').waitFor({ state: 'detached' });
+    assert.equal(await marked(), 0, 'the new infer dialog marks a field wrong');
+    await page.locator('.red-ui-tray').last().locator('#node-dialog-ok').click();
+    await page.locator('.red-ui-tray').waitFor({ state: 'detached' });
+    const types = await page.evaluate(() => {
+      const seen: string[] = [];
+      RED.nodes.eachNode((n) => seen.push(n.type));
+      RED.nodes.eachConfig((n) => seen.push(n.type));
+      return seen.sort();
+    });
+    assert.deepEqual(types, ['ncs2-device', 'ncs2-graph', 'ncs2-infer']);
+    assert.deepEqual(await invalidNodes(page), []);
+    await deployWithoutWarning(page);
+  });
+
+  it('made no request to another host', function () {
+    assert.deepEqual(watched?.offHost, []);
+  });
+});
