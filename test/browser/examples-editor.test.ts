@@ -122,6 +122,35 @@ describe('examples and fresh nodes in the Node-RED editor (headless Chromium)', 
     });
   }
 
+  it('the two dashboard examples share one ui-base and deploy together', async function () {
+    const bases = await page.evaluate(async (module) => {
+      const read = async (name: string): Promise<Array<{ id: string; type: string }>> => {
+        const flow = (await $.get(`library/examples/flows/${module}/${name}`)) as string | Array<{ id: string; type: string }>;
+        return typeof flow === 'string' ? JSON.parse(flow) : flow;
+      };
+      RED.nodes.clear();
+      RED.view.importNodes(await read('dashboard'), { addFlow: true, touchImport: true });
+      const second = await read('detections-dashboard');
+      // What the import dialog's "Replace" does for the nodes it says already exist (the shared ui-base and theme).
+      const existing: Record<string, string> = {};
+      RED.nodes.eachConfig((n) => {
+        if (second.some((m) => m.id === n.id)) existing[n.id] = 'replace';
+      });
+      RED.view.importNodes(second, { addFlow: true, touchImport: true, importMap: existing });
+      const found: string[] = [];
+      RED.nodes.eachConfig((n) => {
+        if (n.type === 'ui-base') found.push(n.id);
+      });
+      return { found, replaced: Object.keys(existing).sort() };
+    }, MODULE);
+    assert.deepEqual(bases.found.length, 1, `ui-base nodes: ${bases.found.join(', ')}`);
+    assert.deepEqual(bases.replaced, ['a5d0000000000002', 'a5d0000000000003']);
+    assert.deepEqual(await invalidNodes(page), []);
+    await deployWithoutWarning(page);
+    const log = red!.logs();
+    assert.ok(!/multiple ui-base/i.test(log), `Node-RED's log:\n${log}`);
+  });
+
   it('a fresh ncs2-infer with a new graph and a new device config, all at their defaults, is valid and deploys with no warning', async function () {
     await page.evaluate(() => {
       RED.nodes.clear();
