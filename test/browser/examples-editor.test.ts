@@ -60,6 +60,53 @@ async function invalidNodes(page: Page): Promise<string[]> {
   });
 }
 
+/**
+ * Opens the dialog of every node of this package (flow and config nodes) as a double-click does
+ * and lists what is wrong there: a select showing nothing, a field marked wrong. Closes each with Cancel.
+ */
+async function dialogProblems(page: Page): Promise<string[]> {
+  const ids = await page.evaluate(() => {
+    const found: Array<{ id: string; type: string; config: boolean }> = [];
+    RED.nodes.eachNode((n) => {
+      if (n.type.startsWith('ncs2-')) found.push({ id: n.id, type: n.type, config: false });
+    });
+    RED.nodes.eachConfig((n) => {
+      if (n.type.startsWith('ncs2-')) found.push({ id: n.id, type: n.type, config: true });
+    });
+    return found;
+  });
+  const problems: string[] = [];
+  for (const { id, type, config } of ids) {
+    await page.evaluate(
+      ({ id, type, config }) => {
+        const editor = RED.editor as unknown as { edit(n: unknown): void; editConfig(name: string, type: string, id: string): void };
+        if (config) editor.editConfig('', type, id);
+        else editor.edit((RED.nodes as unknown as { node(id: string): unknown }).node(id));
+      },
+      { id, type, config },
+    );
+    const tray = page.locator('.red-ui-tray').last();
+    await tray.locator('#node-dialog-cancel, #node-config-dialog-cancel').first().waitFor({ state: 'visible' });
+    // The kinds of a device come from the runtime: let that answer arrive.
+    await page.waitForTimeout(300);
+    const found = await tray.evaluate((tray) => {
+      const out: string[] = [];
+      const el = tray as unknown as { querySelectorAll(selector: string): { forEach(cb: (e: unknown) => void): void } };
+      el.querySelectorAll('select').forEach((s) => {
+        // selectedIndex -1: the value is none of the options, so the select shows nothing.
+        const select = s as unknown as { id: string; selectedIndex: number; options: { length: number } };
+        if (select.id && select.options.length > 0 && select.selectedIndex === -1) out.push(`${select.id} is blank`);
+      });
+      el.querySelectorAll('.input-error').forEach((e) => out.push(`${(e as unknown as { id: string }).id} is marked wrong`));
+      return out;
+    });
+    problems.push(...found.map((f) => `${type} ${id}: ${f}`));
+    await tray.locator('#node-dialog-cancel, #node-config-dialog-cancel').first().click();
+    await tray.waitFor({ state: 'detached' });
+  }
+  return problems;
+}
+
 /** Clicks Deploy; fails on the confirmation dialog (invalid, unknown or unused nodes) and waits for success. */
 async function deployWithoutWarning(page: Page): Promise<void> {
   const confirm = page.locator('#red-ui-deploy-dialog-confirm-deploy-deploy');
@@ -116,6 +163,7 @@ describe('examples and fresh nodes in the Node-RED editor (headless Chromium)', 
       await page.mouse.move(600, 500);
       await page.mouse.click(600, 500);
       assert.deepEqual(await invalidNodes(page), [], `${example}: nodes flagged invalid`);
+      assert.deepEqual(await dialogProblems(page), [], `${example}: dialogs`);
       await deployWithoutWarning(page).catch((err: Error) => {
         throw new Error(`${err.message}\nNode-RED's log:\n${red?.logs()}`);
       });
