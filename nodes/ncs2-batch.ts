@@ -7,10 +7,12 @@ import { parseBatchSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
 import type { GraphConfigNode } from './lib/config-nodes';
 import { wrapError } from './lib/wrap-error';
+import { serveEditorScript } from './lib/editor-script';
 
 type BatchNodeDef = NodeDef & Record<string, unknown> & { graph?: string };
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   function Ncs2BatchNode(this: RedNode, def: BatchNodeDef): void {
     RED.nodes.createNode(this, def);
     let collector: BatchCollector | undefined;

@@ -9,10 +9,12 @@ import { DEVICE_KINDS, parseDeviceSettings } from './lib/settings';
 import type { NodeAPI, NodeDef } from './lib/red';
 import type { DeviceConfigNode } from './lib/config-nodes';
 import { wrapError } from './lib/wrap-error';
+import { serveEditorScript } from './lib/editor-script';
 
 type DeviceNodeDef = NodeDef & Record<string, unknown>;
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   function Ncs2DeviceNode(this: DeviceConfigNode, def: DeviceNodeDef): void {
     RED.nodes.createNode(this, def);
     try {

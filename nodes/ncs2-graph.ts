@@ -11,10 +11,12 @@ import { EditorReadsBusyError, ROOTS_SETTING, checkGraphPaths, filePolicy, readM
 import type { NodeAPI, NodeDef } from './lib/red';
 import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
 import { wrapError } from './lib/wrap-error';
+import { serveEditorScript } from './lib/editor-script';
 
 type GraphNodeDef = NodeDef & Record<string, unknown> & { device?: string; model?: string };
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   exportModelsDir();
 
   function Ncs2GraphNode(this: GraphConfigNode, def: GraphNodeDef): void {

@@ -8,10 +8,12 @@ import { parseInferSettings, type InferSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
 import type { GraphConfigNode } from './lib/config-nodes';
 import { wrapError } from './lib/wrap-error';
+import { serveEditorScript } from './lib/editor-script';
 
 type InferNodeDef = NodeDef & Record<string, unknown> & { graph?: string; split?: boolean | string };
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   function Ncs2InferNode(this: RedNode, def: InferNodeDef): void {
     RED.nodes.createNode(this, def);
     const graphNode = def.graph ? (RED.nodes.getNode(def.graph) as GraphConfigNode | null) : null;
@@ -36,6 +38,7 @@ export = function register(RED: NodeAPI): void {
       words: {
         loading: RED._('ncs2-infer.status.loading'),
         ready: RED._('ncs2-infer.status.ready'),
+        idle: RED._('ncs2-infer.status.idle'),
         failed: RED._('ncs2-infer.status.failed'),
         dropped: RED._('ncs2-infer.status.dropped'),
       },

@@ -7,6 +7,8 @@ import { buildStatsMessages, type StatsFilter } from './lib/stats-messages';
 import { inferNodeCounts } from './lib/infer-counters';
 import type { AdminRequest, NodeAPI, NodeDef, NodeMessage, RedNode, SendFunction } from './lib/red';
 import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
+import { serveEditorScript } from './lib/editor-script';
+import { FIELD_RULES, readField } from './lib/field-rules';
 
 type StatsNodeDef = NodeDef & { interval?: string | number; graph?: string; device?: string };
 
@@ -21,9 +23,13 @@ interface TextResponse {
 const MIN_INTERVAL_S = 0.25;
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   function Ncs2StatsNode(this: RedNode & { send: SendFunction }, def: StatsNodeDef): void {
     RED.nodes.createNode(this, def);
-    const intervalS = Number(def.interval ?? 5);
+    // Blank or missing: the rule's default; 0 emits only on input.
+    const interval = readField(FIELD_RULES['ncs2-stats'].interval, def.interval);
+    if (interval.error) this.error(`ncs2-stats ${def.name || this.id} is invalid: ${interval.error}; it emits only on input`);
+    const intervalS = (interval.value as number | undefined) ?? 0;
     const graphNode = def.graph ? (RED.nodes.getNode(def.graph) as GraphConfigNode | null) : null;
     const deviceNode = def.device ? (RED.nodes.getNode(def.device) as DeviceConfigNode | null) : null;
 

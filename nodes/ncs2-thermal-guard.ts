@@ -8,10 +8,12 @@ import { ThermalGuard } from './lib/thermal-guard';
 import { parseThermalSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
 import { wrapError } from './lib/wrap-error';
+import { serveEditorScript } from './lib/editor-script';
 
 type ThermalNodeDef = NodeDef & Record<string, unknown>;
 
 export = function register(RED: NodeAPI): void {
+  serveEditorScript(RED);
   function Ncs2ThermalGuardNode(this: RedNode & { send(msg: unknown): void }, def: ThermalNodeDef): void {
     RED.nodes.createNode(this, def);
     let guard: ThermalGuard | undefined;

@@ -10,90 +10,46 @@ import { DEFAULT_LABELS, DEFAULT_MODEL, resolveConfigPath } from './paths';
 import type { BatchMode } from './batch-collector';
 import type { ThermalAction, ThermalGuardSettings } from './thermal-guard';
 import type { ResultExtras } from './result-extras';
+import { FIELD_RULES, RELATION_RULES, isBlank, readField, type NodeTypeName } from './field-rules';
 
 type Raw = Record<string, unknown>;
-
-function blank(value: unknown): boolean {
-  return value === undefined || value === null || (typeof value === 'string' && (value.trim() === '' || value.trim().toLowerCase() === 'auto'));
-}
 
 function text(value: unknown): string {
   return typeof value === 'string' ? value.trim() : value === undefined || value === null ? '' : String(value);
 }
 
-/** An upper bound and why it is there (said in the error). */
-interface Limit {
-  max: number;
-  why: string;
+/** A field of the shared rule table (field-rules.ts, which the editor's validators read too): its value, or its default when blank. */
+function ruled(type: NodeTypeName, def: Raw, field: string): number | undefined {
+  const reading = readField(FIELD_RULES[type][field], def[field]);
+  if (reading.error) throw new ConfigError(reading.error);
+  return reading.value as number | undefined;
 }
 
-function optionalInt(def: Raw, field: string, label: string, min = 1, limit?: Limit): number | undefined {
-  const value = def[field];
-  if (blank(value)) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new ConfigError(`${label} must be an integer >= ${min} or blank, got ${JSON.stringify(value)}`);
-  if (limit && n > limit.max) throw new ConfigError(`${label} must be at most ${limit.max} (${limit.why}), got ${n}`);
-  return n;
+function ruledList(type: NodeTypeName, def: Raw, field: string): number | number[] | undefined {
+  const reading = readField(FIELD_RULES[type][field], def[field]);
+  if (reading.error) throw new ConfigError(reading.error);
+  return reading.value;
 }
 
-function intWithDefault(def: Raw, field: string, label: string, fallback: number, min = 1, limit?: Limit): number {
-  return optionalInt(def, field, label, min, limit) ?? fallback;
+/** The rules between fields of the table (a count above max items, a critical temperature below the target). */
+function checkRelations(type: NodeTypeName, def: Raw): void {
+  for (const relation of RELATION_RULES[type]) {
+    const error = relation.check(def);
+    if (error) throw new ConfigError(error);
+  }
 }
-
-// ------------------------------------------------------------------ upper bounds
-// Beyond these a value only exhausts memory or overflows a timer; refusing it at deploy shows the
-// reason on the config node instead of a crash or a stall later.
-
-/** Messages a queue may hold (device queue, infer node's waiting and in-flight bounds): each holds its input. */
-export const QUEUE_LIMIT: Limit = { max: 65_536, why: 'each queued message holds its input tensor in memory' };
-/** Items in one batch (graph max batch, engine batching, batch node): a batch is one input tensor. */
-export const BATCH_LIMIT: Limit = { max: 4_096, why: 'a batch is one tensor, and the engine refuses tensors over 1 GiB' };
-/** Model input width or height: one side of sharp's default pixel limit (a 16383 x 16383 float RGB input is 3 GiB already). */
-export const IMAGE_SIDE_LIMIT: Limit = { max: 0x3fff, why: "one side of sharp's default input pixel limit" };
-/** Source image pixels: sharp's own default (limitInputPixels, 0x3FFF x 0x3FFF). */
-export const IMAGE_PIXELS_LIMIT: Limit = { max: 0x3fff * 0x3fff, why: "sharp's default input pixel limit" };
-/** Node's timers hold 32-bit milliseconds: a longer delay fires at once instead (with a TimeoutOverflowWarning). */
-export const TIMER_LIMIT_MS = 2_147_483_647;
 
 function choice<T extends string>(def: Raw, field: string, label: string, allowed: readonly T[], fallback: T | undefined): T | undefined {
   const value = def[field];
-  if (blank(value)) return fallback;
+  if (isBlank(value)) return fallback;
   if (!allowed.includes(value as T)) throw new ConfigError(`${label} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
   return value as T;
-}
-
-/** A delay in ms that a timer can hold; returns it. */
-function boundedDelay(ms: number, label: string): number {
-  if (ms > TIMER_LIMIT_MS) throw new ConfigError(`${label} must be at most ${TIMER_LIMIT_MS} ms (about 24.8 days, the longest timer Node.js keeps), got ${ms} ms`);
-  return ms;
-}
-
-/** A number, or a fraction such as "1/255" (how scales are usually written). */
-function optionalNumber(def: Raw, field: string, label: string): number | undefined {
-  const value = def[field];
-  if (blank(value)) return undefined;
-  const s = text(value);
-  const fraction = /^\s*(-?[\d.]+(?:e-?\d+)?)\s*\/\s*([\d.]+(?:e-?\d+)?)\s*$/i.exec(s);
-  const n = fraction ? Number(fraction[1]) / Number(fraction[2]) : Number(s);
-  if (!Number.isFinite(n)) throw new ConfigError(`${label} must be a number (or a fraction like 1/255), got ${JSON.stringify(value)}`);
-  return n;
-}
-
-/** "0.485, 0.456, 0.406" or a single number. */
-function optionalNumberList(def: Raw, field: string, label: string): number | number[] | undefined {
-  const value = def[field];
-  if (blank(value)) return undefined;
-  const parts = text(value).split(/[\s,;]+/).filter(Boolean);
-  const numbers = parts.map(Number);
-  if (numbers.some((n) => !Number.isFinite(n))) throw new ConfigError(`${label} must be one number or one per channel separated by commas, got ${JSON.stringify(value)}`);
-  return numbers.length === 1 ? numbers[0] : numbers;
 }
 
 // ------------------------------------------------------------------ ncs2-device
 
 export const DEVICE_KINDS: readonly DeviceKind[] = ['cpu', 'sim-ncs2'];
 export const QUEUE_POLICIES: readonly QueuePolicy[] = ['reject', 'drop-oldest', 'drop-newest'];
-export const DEFAULT_QUEUE_CAPACITY = 256;
 
 export interface DeviceSettings {
   kind: DeviceKind;
@@ -109,11 +65,11 @@ export interface DeviceSettings {
 export function parseDeviceSettings(def: Raw): DeviceSettings {
   const settings: DeviceSettings = {
     kind: choice(def, 'kind', 'device kind', DEVICE_KINDS, 'cpu')!,
-    workers: optionalInt(def, 'workers', 'workers'),
-    threadsPerWorker: optionalInt(def, 'threadsPerWorker', 'threads per worker'),
-    maxInFlight: optionalInt(def, 'maxInFlight', 'requests in flight'),
+    workers: ruled('ncs2-device', def, 'workers'),
+    threadsPerWorker: ruled('ncs2-device', def, 'threadsPerWorker'),
+    maxInFlight: ruled('ncs2-device', def, 'maxInFlight'),
     usb: def.kind === 'sim-ncs2' ? (Number(choice(def, 'usb', 'USB generation', ['2', '3'], '3')) as 2 | 3) : undefined,
-    queueCapacity: intWithDefault(def, 'queueCapacity', 'queue capacity', DEFAULT_QUEUE_CAPACITY, 1, QUEUE_LIMIT),
+    queueCapacity: ruled('ncs2-device', def, 'queueCapacity')!,
     queuePolicy: choice(def, 'queuePolicy', 'queue policy', QUEUE_POLICIES, 'reject')!,
   };
   // The engine's own bounds (threads per core, requests in flight), checked here so a deploy shows them.
@@ -181,7 +137,7 @@ function parseOptimize(def: Raw, userDir: string | undefined): false | OptimizeO
   const precision = choice(def, 'optimize', 'optimize', ['none', 'fp16', 'int8'] as const, 'none')!;
   if (precision === 'none') return false;
   const calibration = text(def.calibration);
-  if (precision === 'int8' && !calibration) throw new ConfigError('optimize int8 needs calibration data: a folder of sample images (or a .npy file) like the ones the flow will see');
+  checkRelations('ncs2-graph', def);
   return {
     precision,
     calibrationPath: calibration ? resolveConfigPath(calibration, userDir) : undefined,
@@ -190,22 +146,9 @@ function parseOptimize(def: Raw, userDir: string | undefined): false | OptimizeO
   };
 }
 
-function optionalPositive(def: Raw, field: string, label: string): number | undefined {
-  const n = optionalNumber(def, field, label);
-  if (n !== undefined && n <= 0) throw new ConfigError(`${label} must be a number > 0 or blank, got ${JSON.stringify(def[field])}`);
-  return n;
-}
-
 /** The editor saves checkboxes as booleans; flows written by hand may say "true". */
 function flag(value: unknown): boolean {
   return value === true || value === 'true';
-}
-
-/** A number in 0..1 or blank. */
-function optionalFraction(def: Raw, field: string, label: string): number | undefined {
-  const n = optionalNumber(def, field, label);
-  if (n !== undefined && (n < 0 || n > 1)) throw new ConfigError(`${label} must be a number from 0 to 1 or blank, got ${JSON.stringify(def[field])}`);
-  return n;
 }
 
 function parseDetection(def: Raw): DetectionSettings {
@@ -215,9 +158,9 @@ function parseDetection(def: Raw): DetectionSettings {
     .filter(Boolean);
   return {
     layout: choice<DetectionLayout>(def, 'detLayout', 'detection layout', ['yolo', 'ssd'], 'yolo')!,
-    scoreThreshold: optionalFraction(def, 'scoreThreshold', 'score threshold') ?? 0.25,
-    iouThreshold: optionalFraction(def, 'iouThreshold', 'IoU threshold') ?? 0.45,
-    maxDetections: intWithDefault(def, 'maxDetections', 'max detections', 100),
+    scoreThreshold: ruled('ncs2-graph', def, 'scoreThreshold')!,
+    iouThreshold: ruled('ncs2-graph', def, 'iouThreshold')!,
+    maxDetections: ruled('ncs2-graph', def, 'maxDetections')!,
     classFilter: filter.length > 0 ? filter : undefined,
     yoloVariant: choice<YoloVariant>(def, 'yoloVariant', 'YOLO variant', ['auto', 'objectness', 'class-scores'], 'auto')!,
     boxOrder: choice<BoxOrder>(def, 'boxOrder', 'box order', ['yxyx', 'xyxy'], 'yxyx')!,
@@ -236,34 +179,35 @@ export function parseGraphSettings(def: Raw, userDir: string | undefined): Graph
   const builtInModel = model === '';
   const preset = choice<PresetName>(def, 'preset', 'postprocess preset', PRESETS, 'classification')!;
   const labels = text(def.labels);
-  const channels = optionalInt(def, 'channels', 'channels');
-  if (channels !== undefined && channels !== 1 && channels !== 3) throw new ConfigError(`channels must be 1, 3 or auto, got ${channels}`);
+  const channels = isBlank(def.channels) ? undefined : Number(def.channels);
+  if (channels !== undefined && channels !== 1 && channels !== 3) throw new ConfigError(`channels must be 1, 3 or auto, got ${JSON.stringify(def.channels)}`);
   return {
     modelPath: builtInModel ? DEFAULT_MODEL : resolveConfigPath(model, userDir),
     builtInModel,
     preprocess: {
       resize: choice<ResizeMode>(def, 'resize', 'resize mode', ['stretch', 'letterbox', 'center-crop', 'top-left'], undefined),
-      width: optionalInt(def, 'width', 'width', 1, IMAGE_SIDE_LIMIT),
-      height: optionalInt(def, 'height', 'height', 1, IMAGE_SIDE_LIMIT),
+      width: ruled('ncs2-graph', def, 'width'),
+      height: ruled('ncs2-graph', def, 'height'),
       channels: channels as 1 | 3 | undefined,
       channelOrder: choice<ChannelOrder>(def, 'channelOrder', 'channel order', ['RGB', 'BGR'], undefined),
       layout: choice<Layout>(def, 'layout', 'layout', ['NCHW', 'NHWC'], undefined),
       dtype: choice<ImageDtype>(def, 'dtype', 'dtype', ['float32', 'uint8'], undefined),
-      scale: optionalNumber(def, 'scale', 'scale'),
-      mean: optionalNumberList(def, 'mean', 'mean'),
-      std: optionalNumberList(def, 'std', 'std'),
-      padValue: optionalInt(def, 'padValue', 'pad value', 0),
-      maxInputPixels: optionalInt(def, 'maxInputPixels', 'max input pixels', 1, IMAGE_PIXELS_LIMIT),
+      scale: ruled('ncs2-graph', def, 'scale'),
+      mean: ruledList('ncs2-graph', def, 'mean'),
+      std: ruledList('ncs2-graph', def, 'std'),
+      padValue: ruled('ncs2-graph', def, 'padValue'),
+      invert: flag(def.invert),
+      maxInputPixels: ruled('ncs2-graph', def, 'maxInputPixels'),
     },
-    maxBatch: intWithDefault(def, 'maxBatch', 'max batch', 64, 1, BATCH_LIMIT),
+    maxBatch: ruled('ncs2-graph', def, 'maxBatch')!,
     preset,
-    topK: intWithDefault(def, 'topK', 'top-k', 5),
+    topK: ruled('ncs2-graph', def, 'topK')!,
     labelsPath: labels ? resolveConfigPath(labels, userDir) : builtInModel ? DEFAULT_LABELS : undefined,
     softmax: choice<SoftmaxMode>(def, 'softmax', 'softmax', ['auto', 'always', 'never'], 'auto')!,
     rawFormat: choice<RawFormat>(def, 'rawFormat', 'raw data format', ['array', 'typed'], 'array')!,
     outputName: text(def.output) || undefined,
     batching: flag(def.batching)
-      ? { maxBatchSize: intWithDefault(def, 'batchMaxSize', 'max batch size', 32, 1, BATCH_LIMIT), targetLatencyMs: boundedDelay(optionalPositive(def, 'batchTargetMs', 'target latency') ?? 2, 'target latency') }
+      ? { maxBatchSize: ruled('ncs2-graph', def, 'batchMaxSize')!, targetLatencyMs: ruled('ncs2-graph', def, 'batchTargetMs')! }
       : false,
     optimize: parseOptimize(def, userDir),
     ...presetSettings(def, preset, builtInModel ? DEFAULT_MODEL : resolveConfigPath(model, userDir), userDir),
@@ -277,9 +221,9 @@ function presetSettings(def: Raw, preset: PresetName, modelPath: string, userDir
   if (preset === 'text-detection') {
     return {
       textDetection: {
-        threshold: optionalFraction(def, 'dbThreshold', 'text threshold'),
-        boxThreshold: optionalFraction(def, 'dbBoxThreshold', 'box threshold'),
-        unclipRatio: optionalPositive(def, 'dbUnclipRatio', 'unclip ratio'),
+        threshold: ruled('ncs2-graph', def, 'dbThreshold'),
+        boxThreshold: ruled('ncs2-graph', def, 'dbBoxThreshold'),
+        unclipRatio: ruled('ncs2-graph', def, 'dbUnclipRatio'),
       },
       spaceChar,
     };
@@ -306,14 +250,10 @@ export interface BatchSettings {
 
 export function parseBatchSettings(def: Raw): BatchSettings {
   const mode = choice(def, 'mode', 'batch mode', BATCH_MODES, 'count')!;
-  const maxItems = intWithDefault(def, 'maxItems', 'max items', 64, 1, BATCH_LIMIT);
-  const count = intWithDefault(def, 'count', 'count', 8);
-  if (count > maxItems) throw new ConfigError(`count (${count}) must not exceed max items (${maxItems})`);
-  const timeoutMs = optionalNumber(def, 'timeout', 'max wait') ?? (mode === 'count' ? 0 : 50);
-  if (timeoutMs < 0) throw new ConfigError(`max wait must be >= 0 ms, got ${timeoutMs}`);
-  boundedDelay(timeoutMs, 'max wait');
-  // Without a time limit only a full batch is sent: time and adaptive batches must end on their own.
-  if (mode !== 'count' && timeoutMs === 0) throw new ConfigError(`max wait must be > 0 ms in ${mode} mode, or the last items of a burst would wait forever`);
+  const maxItems = ruled('ncs2-batch', def, 'maxItems')!;
+  const count = ruled('ncs2-batch', def, 'count')!;
+  const timeoutMs = ruled('ncs2-batch', def, 'timeout') ?? (mode === 'count' ? 0 : 50);
+  checkRelations('ncs2-batch', { ...def, mode });
   return { mode, count, timeoutMs, maxItems };
 }
 
@@ -322,14 +262,11 @@ export function parseBatchSettings(def: Raw): BatchSettings {
 export const THERMAL_ACTIONS: readonly ThermalAction[] = ['alert', 'shed', 'pause'];
 
 export function parseThermalSettings(def: Raw): ThermalGuardSettings {
-  const targetC = optionalNumber(def, 'targetC', 'target temperature') ?? 70;
-  const criticalC = optionalNumber(def, 'criticalC', 'critical temperature') ?? 85;
-  const hysteresisC = optionalNumber(def, 'hysteresisC', 'hysteresis') ?? 5;
-  if (criticalC <= targetC) throw new ConfigError(`critical temperature (${criticalC} C) must be above the target (${targetC} C)`);
-  if (hysteresisC < 0) throw new ConfigError(`hysteresis must be >= 0 C, got ${hysteresisC}`);
-  const interval = optionalNumber(def, 'interval', 'reading interval') ?? 10;
-  if (interval < 0) throw new ConfigError(`reading interval must be >= 0 s (0: only when a message arrives), got ${interval}`);
-  boundedDelay(interval * 1000, 'reading interval');
+  const targetC = ruled('ncs2-thermal-guard', def, 'targetC')!;
+  const criticalC = ruled('ncs2-thermal-guard', def, 'criticalC')!;
+  const hysteresisC = ruled('ncs2-thermal-guard', def, 'hysteresisC')!;
+  const interval = ruled('ncs2-thermal-guard', def, 'interval')!;
+  checkRelations('ncs2-thermal-guard', def);
   return { targetC, criticalC, hysteresisC, action: choice(def, 'action', 'action', THERMAL_ACTIONS, 'shed')!, intervalMs: interval * 1000 };
 }
 
@@ -350,7 +287,7 @@ function parseExtras(def: Raw): ResultExtras | undefined {
   const annotate = flag(def.annotate);
   const crop = flag(def.crop);
   if (!annotate && !crop) return undefined;
-  const padding = optionalFraction(def, 'cropPadding', 'crop padding') ?? 0;
+  const padding = ruled('ncs2-infer', def, 'cropPadding')!;
   return { annotate, crop: crop ? { padding } : false };
 }
 
@@ -364,8 +301,8 @@ export function parseInferSettings(def: Raw): InferSettings {
     ...withExtras,
     backpressure: {
       policy,
-      maxInFlight: intWithDefault(def, 'maxInFlight', 'in flight', 64, 1, QUEUE_LIMIT),
-      maxWaiting: intWithDefault(def, 'maxWaiting', 'waiting', 256, 0, QUEUE_LIMIT),
+      maxInFlight: ruled('ncs2-infer', def, 'maxInFlight')!,
+      maxWaiting: ruled('ncs2-infer', def, 'maxWaiting')!,
     },
   };
 }

@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { RedProcess } from '../e2e/harness';
 import { ROOT } from '../e2e/red-boot';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -56,4 +57,23 @@ export async function closeOfflineToast(page: Page): Promise<void> {
     await toast.first().click();
     await page.getByText('App is offline ready').waitFor({ state: 'hidden' });
   }
+}
+
+/** A Node-RED of its own and its editor in Chromium, once the palette has loaded. */
+export async function openEditor(viewport: { width: number; height: number }): Promise<{ red: RedProcess; watched: WatchedPage }> {
+  requireChromium();
+  const red = await RedProcess.start();
+  const watched = await openWatchedPage(`${red.url}/`, viewport);
+  await watched.page.locator('#red-ui-palette .red-ui-palette-node').first().waitFor({ state: 'visible', timeout: 60000 });
+  return { red, watched };
+}
+
+/** As a user starts: an ncs2-infer dragged from the palette, its dialog, and the new graph config its pencil button opens. */
+export async function addInferAndNewGraph(page: Page): Promise<void> {
+  const paletteNode = page.locator('.red-ui-palette-node[data-palette-type="ncs2-infer"]');
+  await paletteNode.scrollIntoViewIfNeeded();
+  await paletteNode.dragTo(page.locator('#red-ui-workspace-chart'), { targetPosition: { x: 320, y: 200 } });
+  await page.locator('#red-ui-workspace-chart g.red-ui-flow-node rect.red-ui-flow-node').last().dblclick();
+  await page.locator('#node-input-btn-graph-add').click();
+  await page.locator('#node-config-input-preset').waitFor({ state: 'visible' });
 }

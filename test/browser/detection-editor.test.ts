@@ -6,8 +6,8 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
 import type { Page } from 'playwright-core';
-import { RedProcess } from '../e2e/harness';
-import { SCREENSHOTS, openWatchedPage, requireChromium, type WatchedPage } from './chromium';
+import type { RedProcess } from '../e2e/harness';
+import { SCREENSHOTS, addInferAndNewGraph, openEditor, type WatchedPage } from './chromium';
 
 describe('ncs2-graph dialog presets in the Node-RED editor', function () {
   this.timeout(120000);
@@ -16,18 +16,9 @@ describe('ncs2-graph dialog presets in the Node-RED editor', function () {
   let page: Page;
 
   before(async function () {
-    requireChromium();
-    red = await RedProcess.start();
-    watched = await openWatchedPage(`${red.url}/`, { width: 1280, height: 1000 });
+    ({ red, watched } = await openEditor({ width: 1280, height: 1000 }));
     page = watched.page;
-    await page.locator('#red-ui-palette .red-ui-palette-node').first().waitFor({ state: 'visible', timeout: 60000 });
-    // An infer node placed from the palette, its dialog, and the graph dialog its "add" button opens.
-    const paletteNode = page.locator('.red-ui-palette-node[data-palette-type="ncs2-infer"]');
-    await paletteNode.scrollIntoViewIfNeeded();
-    await paletteNode.dragTo(page.locator('#red-ui-workspace-chart'), { targetPosition: { x: 320, y: 200 } });
-    await page.locator('#red-ui-workspace-chart g.red-ui-flow-node rect.red-ui-flow-node').last().dblclick();
-    await page.locator('#node-input-btn-graph-add').click();
-    await page.locator('#node-config-input-preset').waitFor({ state: 'visible' });
+    await addInferAndNewGraph(page);
   });
 
   after(async function () {

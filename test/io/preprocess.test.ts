@@ -140,6 +140,16 @@ describe('io/preprocess', function () {
       values.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `element ${i}: ${v} vs ${expected[i]}`));
     });
 
+    it('invert reads each pixel p as 255 - p before scaling: 1 - x at the default scale, in both layouts', async function () {
+      const nchw = await tensorOf(image, spec(['N', 3, 2, 2], { invert: true }));
+      const expected = [10, 40, 70, 100, 20, 50, 80, 110, 30, 60, 90, 120].map((p) => 1 - p / 255);
+      nchw.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `NCHW element ${i}: ${v} vs ${expected[i]}`));
+      const nhwc = await tensorOf(image, spec(['N', 2, 2, 3], { invert: true, scale: 1, mean: 5, std: 2 }));
+      nhwc.forEach((v, i) => assert.ok(Math.abs(v - (255 - PIXELS[i] - 5) / 2) < 1e-6, `NHWC element ${i}: ${v}`));
+      const { tensor } = await imageToTensor(testAllocator(), image, spec(['N', 2, 2, 3], { invert: true }, 'uint8'));
+      assert.deepEqual(Array.from(tensor.data as Uint8Array), PIXELS.map((p) => 255 - p));
+    });
+
     it('writes uint8 tensors with the raw pixel values', async function () {
       const { tensor } = await imageToTensor(testAllocator(), image, spec(['N', 2, 2, 3], {}, 'uint8'));
       assert.ok(tensor.data instanceof Uint8Array);

@@ -87,19 +87,26 @@ describe('examples/ (importable flows)', function () {
     assert.deepEqual(argmax, [0, 1, 2, 3]);
   });
 
-  it('batch-digits-through-ncs2-batch: eight digits in batches of 4 come back as eight messages with their own file names', async function () {
+  it('batch-digits-through-ncs2-batch: eight digits in batches of 4 reach the engine as batches of 4, each result paired with its file name', async function () {
     const flow = loadExample('batch-digits-through-ncs2-batch.json');
     await helper.load([...CORE, ...NCS2_NODES, batchNode], flow);
-    const results = collect(idOf(flow, 'helper', 'digit'));
+    const results = collect(idOf(flow, 'helper', 'digits'));
     const errors = collect(idOf(flow, 'helper', 'errors'));
     node(idOf(flow, 'inject')).receive({});
-    await waitFor(() => results.length + errors.length === 8, 'eight results');
+    await waitFor(() => results.length + errors.length === 2, 'two batch results');
     assert.deepEqual(errors, []);
+    const files: string[] = [];
     for (const msg of results) {
-      const truth = path.basename(String(msg.filename)).split('-')[1][0];
-      assert.equal((msg.payload as Classification).label, truth, String(msg.filename));
-      assert.equal((msg.parts as { count: number }).count, 8);
+      // The engine ran the four images as one inference, not four runs of one.
+      assert.equal((msg.inference as { batchSize: number }).batchSize, 4);
+      const rows = msg.payload as Array<{ file: string; label: string; score: number }>;
+      assert.equal(rows.length, 4);
+      for (const row of rows) {
+        assert.equal(row.label, path.basename(row.file).split('-')[1][0], row.file);
+        files.push(row.file);
+      }
     }
+    assert.equal(new Set(files).size, 8, 'every digit once');
   });
 
   it('thermal-guard: readings on demand for the device the classifier opened', async function () {

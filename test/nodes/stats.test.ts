@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 // Core nodes the dashboard example uses besides the dashboard's own.
-const CORE = ['common/20-inject.js', 'storage/10-file.js', 'function/10-switch.js'].map((f) => require(path.join(path.dirname(require.resolve('@node-red/nodes/package.json')), 'core', f)));
+const CORE = ['common/20-inject.js', 'storage/10-file.js', 'function/10-switch.js', 'function/15-change.js'].map((f) => require(path.join(path.dirname(require.resolve('@node-red/nodes/package.json')), 'core', f)));
 
 const ROW_KEYS = ['device', 'fps', 'p50', 'p99', 'tops', 'utilization', 'temperatureC', 'queue', 'drops', 'simulated'];
 
