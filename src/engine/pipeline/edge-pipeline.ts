@@ -182,7 +182,9 @@ export class EdgePipeline {
     return this.engineInstance;
   }
 
+  /** Stops the devices; stopping the process-wide pipeline lets getEdgePipeline() make a new one. */
   async stop(): Promise<void> {
+    if (shared === this) shared = undefined;
     const e = this.engineInstance;
     this.engineInstance = undefined;
     this.graphs.clear();
