@@ -18,7 +18,7 @@ export { countModelOps, type OpCount } from './graph/op-count';
 export { buildMlp, buildMobileNetLike, buildGemm } from './graph/builder';
 export type { DeviceStatsSnapshot } from './telemetry/device-stats';
 export { EdgePipeline, DevicePipeline, getEdgePipeline, type EdgePipelineOptions, type FinishedTask, type TaskInput } from './pipeline/edge-pipeline';
-export { BatchProcessor, BatchOptimizer, type BatchMeasurement } from './pipeline/batch-optimizer';
+export { BatchProcessor, BatchOptimizer, getOptimalConfig, type BatchMeasurement, type OptimalConfig, type OptimalConfigOptions } from './pipeline/batch-optimizer';
 export { DEFAULT_BATCHING, type BatchingOptions } from './pipeline/batcher';
 export type { StageName, StageStats, ConcurrencyChoice, Bottleneck as StageBottleneck } from './pipeline/stages';
 export * from './io';

@@ -129,6 +129,8 @@ describe('the seed API, called as a script would', function () {
     assert.equal(int8.precision, 'int8');
     const stick = await new api.NCS2PerformanceOptimizer(config).optimizeModel(modelPath, path.join(dir, 'ncs2.onnx'));
     assert.equal(stick.precision, 'fp16');
+    const planned = await new api.NCS2PerformanceOptimizer(config).getOptimalConfig(model, 2);
+    assert.ok(planned.simulated && planned.config.pipelineDepth! >= 1 && planned.evidence.plans!.every((p) => p.throughputFps > 0));
     // the same config object drives a pipeline
     const configured = new api.EdgePipeline({ deviceCount: 1, config }).start();
     await configured.stop();
