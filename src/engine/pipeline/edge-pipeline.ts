@@ -9,6 +9,7 @@ import { getMemoryPoolManager, type MemoryPool } from '../memory/memory-pool';
 import { InputError } from '../errors';
 import { ConfigError } from '../io/errors';
 import { bytesPerElement, type Feeds, type TensorData } from '../tensor';
+import { markPeakStale, PEAK_PRECISIONS } from '../telemetry/peak';
 import type { BatchingOptions } from './batcher';
 
 /**
@@ -255,8 +256,25 @@ export class EdgePipeline {
     return id;
   }
 
+  /**
+   * The engine's statistics. A device that did more than its peak shows its peak is no ceiling:
+   * the figure is dropped (markPeakStale) so utilization reads null, never over 100 %, until the
+   * peak is measured again.
+   */
   getStats(): EdgePipelineStats {
-    const stats = this.engine.getStats();
+    let stats = this.engine.getStats();
+    const exceeded = Object.values(stats.devices).filter((d) => d.utilization !== null && d.utilization > 1);
+    for (const d of exceeded) {
+      const device = this.engine.getDevice(d.deviceId);
+      const precision = device && PEAK_PRECISIONS.find((p) => device.peakOpsPerSec(p)! / 1e12 === d.peakTops);
+      if (!device || !precision) continue;
+      markPeakStale(device, precision).catch((err: Error) => this.engine.emit('warning', err, { device: d.deviceId }));
+    }
+    if (exceeded.length) {
+      stats = this.engine.getStats();
+      // a figure the device reports itself (not measured here) cannot be dropped: its utilization is withheld
+      for (const d of Object.values(stats.devices)) if (d.utilization !== null && d.utilization > 1) d.utilization = null;
+    }
     return { ...stats, topsPerDevice: stats.deviceCount ? stats.totalTops / stats.deviceCount : 0, topsByDevice: stats.topsPerDevice };
   }
 }
