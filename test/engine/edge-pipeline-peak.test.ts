@@ -27,13 +27,13 @@ describe('peak figures that are not a ceiling', function () {
     const engine = new InferenceEngine({ devices: [device] });
     try {
       // maxOtherLoad -1: any host counts as busy, so every attempt is disturbed
-      const r = await ensurePeak(engine, device.id, { precisions: ['fp32'], durationMs: 150, maxOtherLoad: -1 });
+      const r = await ensurePeak(engine, device.id, { precisions: ['fp32'], durationMs: 600, maxOtherLoad: -1 });
       assert.deepEqual(r.disturbed, ['fp32']);
       assert.equal(r.fp32, undefined);
       assert.equal(await readCachedPeak(peakKey(device)), undefined, 'nothing cached');
       assert.equal(engine.getStats().devices['cpu-busy'].peakTops, null, 'the device has no peak, so no utilization');
 
-      const quiet = await ensurePeak(engine, device.id, { precisions: ['fp32'], durationMs: 150, maxOtherLoad: 1 });
+      const quiet = await ensurePeak(engine, device.id, { precisions: ['fp32'], durationMs: 600, maxOtherLoad: 1 });
       assert.equal(quiet.disturbed, undefined);
       assert.equal((await readCachedPeak(peakKey(device)))!.fp32, quiet.fp32);
       assert.equal(device.peakOpsPerSec('fp32'), quiet.fp32);
