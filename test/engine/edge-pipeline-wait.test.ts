@@ -38,6 +38,7 @@ describe('EdgePipeline queue policy wait (the documented 10,000-submission loop)
     pipeline = new EdgePipeline({ deviceCount: 2 }).start();
     await pipeline.loadGraph('mlp', model);
     const input = tensor();
+    let waitingAfterLoop = 0;
     const { result: finished, heapMb, rssMb } = await peakGrowth(
       () =>
         new Promise<FinishedTask[]>((resolve) => {
@@ -48,6 +49,8 @@ describe('EdgePipeline queue policy wait (the documented 10,000-submission loop)
               if (done.length === 10_000) resolve(done);
             });
           }
+          // the submissions reach the engine a microtask later
+          setImmediate(() => (waitingAfterLoop = Object.values(pipeline.getStats().graphs)[0].waitingForRoom));
         }),
     );
     const errors = finished.filter((t) => t.error);
@@ -55,7 +58,8 @@ describe('EdgePipeline queue policy wait (the documented 10,000-submission loop)
     assert.equal(new Set(finished.map((t) => t.id)).size, 10_000);
     assert.ok(finished.every((t) => t.outputs!.output.dims[1] === 3));
     const graph = Object.values(pipeline.getStats().graphs)[0];
-    assert.deepEqual([graph.completed, graph.rejected, graph.dropped, graph.queuePolicy], [10_000, 0, 0, 'wait']);
+    assert.deepEqual([graph.completed, graph.rejected, graph.dropped, graph.queuePolicy, graph.waitingForRoom, graph.waitingBytes], [10_000, 0, 0, 'wait', 0, 0]);
+    assert.ok(waitingAfterLoop > 5_000, `${waitingAfterLoop} submissions waited for room after the loop`);
     // 10,000 waiting submissions of one shared tensor: task records only (about 1 KB each)
     assert.ok(heapMb < 96, `heap grew ${heapMb.toFixed(1)} MB`);
     assert.ok(rssMb < 256, `resident memory grew ${rssMb.toFixed(1)} MB`);

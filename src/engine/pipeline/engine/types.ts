@@ -105,6 +105,9 @@ export interface GraphStats {
   queueDepth: number;
   queueCapacity: number;
   queuePolicy: QueuePolicy;
+  /** Policy wait: submissions waiting for room in the full queue, and the input bytes they hold. */
+  waitingForRoom: number;
+  waitingBytes: number;
   submitted: number;
   completed: number;
   failed: number;
