@@ -32,7 +32,7 @@ export { ThermalOptimizer } from './telemetry/thermal-optimizer';
 export { PerformanceAnalyzer, type PerformanceAnalysis, type AnalyzeInput, type DeviceEvidence, type Recommendation, type RecommendationId } from './telemetry/analyzer';
 export { LatencyHistogram, type LatencySummary } from './telemetry/stats';
 export { PrometheusExporter } from './telemetry/prometheus';
-export { ensurePeak, readCachedPeak, peakCachePath, peakKey, peakKeyFor, onnxruntimeVersion, PEAK_PRECISIONS, type PeakPrecision, type PeakResult } from './telemetry/peak';
+export { ensurePeak, markPeakStale, measurePeaksWhenIdle, readCachedPeak, peakCachePath, peakKey, peakKeyFor, onnxruntimeVersion, PEAK_PRECISIONS, type PeakPrecision, type PeakResult, type IdlePeakOptions } from './telemetry/peak';
 export { ThermalPolicy, DEFAULT_THERMAL_LIMITS, type ThermalLimits, type ThermalState } from './pipeline/thermal-policy';
 export * from './graph/optimizer';
 export { optimizeCached, type CachedOptimizeOptions, type CachedOptimizeResult } from './graph/optimizer/cache';
