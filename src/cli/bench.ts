@@ -272,6 +272,10 @@ export async function runBench(model: BenchModel, opts: BenchOptions): Promise<B
       for (const device of devices) {
         const r = opts.calibrate ? await ensurePeak(engine, device.id, { precisions: [p] }) : await readCachedPeak(peakKey(device));
         const value = r?.[p];
+        if (r?.disturbed?.includes(p)) {
+          utilizationReason = `every measurement of the ${p} peak of ${device.id} ran while other processes loaded the host, so none is used; measure again when the host is quieter`;
+          return;
+        }
         if (!r || value === undefined) {
           utilizationReason = `the ${p} peak of ${device.id} (${device.info.name}) is not measured on this host yet; run without --no-calibrate, or 'ncs2 devices --calibrate'`;
           return;

@@ -18,11 +18,11 @@ export class InputError extends EngineError {
 
 /** The bounded queue refused or dropped this task (policy reject, drop-newest or drop-oldest). */
 export class QueueFullError extends EngineError {
-  /** 'dropped' when the policy shed the task (drop-oldest, drop-newest), 'rejected' under policy reject. */
+  /** 'dropped' when the policy shed the task (drop-oldest, drop-newest), 'rejected' under policy reject or wait. */
   readonly reason: 'dropped' | 'rejected';
   constructor(message: string, readonly policy: string) {
     super(message, 'QUEUE_FULL');
-    this.reason = policy === 'reject' ? 'rejected' : 'dropped';
+    this.reason = policy === 'drop-oldest' || policy === 'drop-newest' ? 'dropped' : 'rejected';
   }
 }
 

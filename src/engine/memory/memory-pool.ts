@@ -87,10 +87,10 @@ export function sizeClass(bytes: number): number {
 
 export class MemoryPool {
   readonly deviceId: string;
-  readonly poolSizeBytes: number;
+  poolSizeBytes: number;
   private readonly idle = new Map<number, ArrayBuffer[]>();
   private readonly handles = new Map<number, PooledBuffer>();
-  private readonly graphs: LruCache<string, CachedGraph>;
+  private graphs: LruCache<string, CachedGraph>;
   private nextId = 1;
   private bytesInUse = 0;
   private bytesIdle = 0;
@@ -105,6 +105,48 @@ export class MemoryPool {
     this.deviceId = options.deviceId ?? 'default';
     this.poolSizeBytes = Math.round((options.poolSizeMb ?? 512) * 1024 * 1024);
     this.graphs = new LruCache<string, CachedGraph>(options.maxCachedGraphs ?? 10);
+  }
+
+  /**
+   * Applies a pipeline's pool options to a pool that may already exist (the manager's pools are
+   * process-wide): a new byte cap (idle buffers past it are let go) and graph cache size (the
+   * most recently used graphs are kept).
+   */
+  configure(options: { poolSizeMb?: number; maxCachedGraphs?: number }): void {
+    if (options.poolSizeMb !== undefined) {
+      this.poolSizeBytes = Math.round(options.poolSizeMb * 1024 * 1024);
+      for (const [size, list] of this.idle) {
+        while (list.length && this.bytesInUse + this.bytesIdle > this.poolSizeBytes) {
+          list.pop();
+          this.bytesIdle -= size;
+          this.idleCount--;
+        }
+      }
+    }
+    if (options.maxCachedGraphs !== undefined && options.maxCachedGraphs !== this.graphs.capacity) {
+      const resized = new LruCache<string, CachedGraph>(options.maxCachedGraphs);
+      for (const graph of this.graphs.values()) resized.set(graph.graphId, graph);
+      this.graphs = resized;
+    }
+  }
+
+  /**
+   * Pre-allocates `count` idle buffers of `bytes` each (their size class), within the pool's cap,
+   * so the first requests find memory ready. Returns how many it added.
+   */
+  reserve(bytes: number, count: number): number {
+    const size = sizeClass(bytes);
+    let list = this.idle.get(size);
+    if (!list) this.idle.set(size, (list = []));
+    let added = 0;
+    while (added < count && this.bytesInUse + this.bytesIdle + size <= this.poolSizeBytes) {
+      list.push(new ArrayBuffer(size));
+      this.bytesIdle += size;
+      this.idleCount++;
+      added++;
+    }
+    this.peak = Math.max(this.peak, this.bytesInUse + this.bytesIdle);
+    return added;
   }
 
   /** Takes a buffer of at least `bytes` (its byteLength is the size class). */
@@ -259,7 +301,7 @@ export class MemoryPoolManager {
 }
 
 let manager: MemoryPoolManager | undefined;
-export function getMemoryPoolManager(options: { deviceCount?: number; poolSizeMb?: number } = {}): MemoryPoolManager {
+export function getMemoryPoolManager(options: { deviceCount?: number; poolSizeMb?: number; maxCachedGraphs?: number } = {}): MemoryPoolManager {
   if (!manager) manager = new MemoryPoolManager(options);
   return manager;
 }

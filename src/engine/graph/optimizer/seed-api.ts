@@ -7,6 +7,7 @@ import { OptimizeOptionsError } from './errors';
 import { OptimizeOptions, OptimizeReport, OptimizeTarget, optimizeModel } from './optimize';
 import { CalibrationSource } from './calibration-data';
 import { writeModelAtomic } from './write';
+import { getOptimalConfig, type OptimalConfig, type OptimalConfigOptions } from '../../pipeline/batch-optimizer';
 
 /**
  * The design's configuration. useInt8 / useFp16 choose the precision; the optimizer
@@ -82,5 +83,10 @@ export class NCS2PerformanceOptimizer {
     const { bytes, report } = await optimizeModel(modelPath, options);
     await writeModelAtomic(outputPath, bytes);
     return report;
+  }
+
+  /** The config for `deviceCount` devices, derived from the planner (sticks) or a measured sweep (`{ device: 'cpu' }`); see getOptimalConfig. */
+  getOptimalConfig(model: string | Uint8Array, deviceCount: number, options: OptimalConfigOptions = {}): Promise<OptimalConfig> {
+    return getOptimalConfig(model, deviceCount, options);
   }
 }

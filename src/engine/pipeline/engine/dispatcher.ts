@@ -72,6 +72,7 @@ export class Dispatcher {
       while (progressed) {
         progressed = false;
         for (const g of graphs.values()) {
+          g.queue.admitWaiting();
           // a batch gathering until the end of this turn: its pump comes then (checking on every
           // submission rescanned the queue, quadratic in the batch size)
           if (g.queue.length === 0 || g.batching.gathering) continue;

@@ -37,6 +37,8 @@ export function graphStats(g: GraphEntry, store: GraphStore): GraphStats {
     queueDepth: g.queue.length,
     queueCapacity: g.queue.capacity,
     queuePolicy: g.queue.policy,
+    waitingForRoom: g.queue.waitingForRoom,
+    waitingBytes: g.queue.waitingBytes,
     ...g.counters.counts,
     latencyMs: g.counters.latency.summary(),
     placement: Object.fromEntries([...g.load.loaded].map(([d, dg]) => [d, { executionProvider: dg.executionProvider, ...(dg.fallbackReason ? { fallbackReason: dg.fallbackReason } : {}) }])),

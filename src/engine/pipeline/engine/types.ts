@@ -11,7 +11,8 @@ import type { BatchingOptions } from '../batcher';
 import type { ThermalDecision, ThermalLimits, ThermalState } from '../thermal-policy';
 import type { Bottleneck, ConcurrencyChoice, StageName, StageStats } from '../stages';
 
-export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest';
+/** What a full queue does with a newcomer; `wait` holds it until there is room (bounded: see WAIT_LIMITS). */
+export type QueuePolicy = 'reject' | 'drop-oldest' | 'drop-newest' | 'wait';
 
 export interface EngineOptions {
   devices?: Device[];
@@ -104,6 +105,9 @@ export interface GraphStats {
   queueDepth: number;
   queueCapacity: number;
   queuePolicy: QueuePolicy;
+  /** Policy wait: submissions waiting for room in the full queue, and the input bytes they hold. */
+  waitingForRoom: number;
+  waitingBytes: number;
   submitted: number;
   completed: number;
   failed: number;
