@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/faults.js`: what the CPU device's sessions would cost in a child process instead
+ * `npm run bench:faults`: what the CPU device's sessions would cost in a child process instead
  * of worker threads, and how the worker-thread device behaves when it is closed or the process
  * exits in the middle of a long inference.
  *

@@ -1,5 +1,5 @@
 /**
- * `npm run build && node dist/bench/remote.js`: remote members over loopback, against real
+ * `npm run bench:remote`: remote members over loopback, against real
  * `ncs2 serve` processes.
  *
  * 1. Scale-out: one engine with 3 remote members, each an `ncs2 serve` with one simulated stick,
@@ -117,7 +117,7 @@ async function main(): Promise<void> {
   const servers: Server[] = [];
   const result: Record<string, unknown> = {
     benchmark: 'remote',
-    command: 'npm run build && node dist/bench/remote.js',
+    command: 'npm run bench:remote',
     date: new Date().toISOString(),
     host: { cpu: os.cpus()[0]?.model, cores: os.cpus().length, node: process.version, loadAverage: os.loadavg() },
     method: `configurations alternate round by round; ${ROUNDS} rounds of ${SECONDS} s after a 1 s warm-up; medians over rounds; client and every server on this host, over loopback`,
