@@ -295,7 +295,10 @@ export class SimNcs2Device extends EventEmitter implements Device {
           },
         });
       };
-      this.pool.run(g.poolKey, request.inputs, request.outputs).then(
+      // A stick's runtime copies inputs over USB and the host keeps its buffer: the compute pool
+      // gets views the host does not pool, which it copies, so a run lost to an unplug can be retried.
+      const copied = request.inputs.map((t) => ({ ...t, data: unpooledView(t.data) }));
+      this.pool.run(g.poolKey, copied, request.outputs).then(
         (result) => {
           real = result;
           realAt = performance.now();
@@ -378,4 +381,10 @@ export class SimNcs2Device extends EventEmitter implements Device {
     await Promise.all(keys.map((k) => this.pool.unload(k)));
     await this.pool.release();
   }
+}
+
+/** A view of the same bytes that no memory pool owns (so a device copies it instead of moving the buffer). */
+function unpooledView<T extends ArrayBufferView>(data: T): T {
+  const View = data.constructor as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+  return new View(data.buffer, data.byteOffset, data.byteLength / (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
 }
