@@ -9,7 +9,7 @@ import type { DeviceConfigNode } from '../../nodes/lib/config-nodes';
 import type { NodeMessage } from '../../nodes/lib/red';
 import type { DeviceRow } from '../../nodes/lib/stats-messages';
 import statsNode = require('../../nodes/ncs2-stats');
-import { NCS2_NODES, SAMPLES, TAB, buildFlow, collect, graphLease, helper, node, settle, statuses, waitFor, useNodeRedServer } from './support';
+import { NCS2_NODES, ROOT, SAMPLES, TAB, buildFlow, collect, graphLease, helper, node, settle, statuses, waitFor, useNodeRedServer } from './support';
 
 const digits = fs
   .readdirSync(SAMPLES)
@@ -75,6 +75,8 @@ describe('ncs2-device pools in Node-RED', function () {
     const total = 150;
     send(total);
     await waitFor(() => out.length >= 20, 'the first results');
+    // Pulled while it runs something (checked in the same tick), so there is work to move.
+    await waitFor(() => getEngine().getStats().devices[IDS[1]].inFlight > 0, 'the stick to hold a run');
     (getEngine().getDevice(IDS[1]) as SimNcs2Device).simulateUnplug();
     await waitFor(() => out.length + caught.length >= total, `${total} outcomes`);
     await settle(200);
@@ -136,5 +138,43 @@ describe('ncs2-device pools in Node-RED', function () {
       else process.env.NCS2_CACHE_DIR = saved;
       fs.rmSync(cacheRoot, { recursive: true, force: true });
     }
+  });
+
+  it('examples/pool-digits.json: a stream of digits over the CPU and two simulated sticks, classified right, with a row per member', async function () {
+    const core = ['common/20-inject.js', 'storage/10-file.js', 'sequence/17-split.js', 'function/15-change.js'].map((f) =>
+      require(path.join(path.dirname(require.resolve('@node-red/nodes/package.json')), 'core', f)),
+    );
+    type FlowNode = { id: string; type: string; name?: string; once?: boolean; repeat?: string };
+    const flow = (JSON.parse(fs.readFileSync(path.join(ROOT, 'examples', 'pool-digits.json'), 'utf8')) as FlowNode[]).map((n) =>
+      n.type === 'debug' ? { ...n, type: 'helper' } : n.type === 'inject' || n.type === 'ncs2-stats' ? { ...n, once: false, repeat: '', interval: n.type === 'ncs2-stats' ? 0 : undefined } : n,
+    );
+    const id = (type: string, name?: string) => flow.find((n) => n.type === type && (name === undefined || n.name === name))!.id;
+    await helper.load([...NCS2_NODES, statsNode, ...core], flow);
+    const results = collect(id('helper', 'digit and member'));
+    const errors = collect(id('helper', 'errors'));
+    const rows = collect(id('helper', 'members'));
+    const deviceIds = (node(id('ncs2-device')) as unknown as DeviceConfigNode).lease!.devices.map((d) => d.spec.id);
+    assert.equal(deviceIds.length, 3);
+    const ran = new Set<string>();
+    // Frames come ten at a time; keep them coming until every member has run some (bounded).
+    for (let round = 0; round < 30 && ran.size < 3; round++) {
+      const before = results.length;
+      node(id('inject')).receive({});
+      await waitFor(() => results.length + errors.length >= before + 10, 'ten frames classified');
+      for (const m of results) ran.add((m.inference as InferenceReport).device);
+    }
+    assert.equal(errors.length, 0);
+    assert.deepEqual([...ran].sort(), [...deviceIds].sort());
+    for (const m of results) assert.equal((m.payload as { label: string }).label, path.basename(String(m.filename)).split('-')[1][0], String(m.filename));
+    node(id('ncs2-stats')).receive({ payload: '' });
+    await waitFor(() => rows.length === 1, 'the member rows');
+    assert.deepEqual(
+      (rows[0].payload as DeviceRow[]).map((r) => [r.kind, r.member, r.state, r.simulated]),
+      [
+        ['cpu', 1, 'serving', false],
+        ['sim-ncs2', 2, 'serving', true],
+        ['sim-ncs2', 2, 'serving', true],
+      ],
+    );
   });
 });
