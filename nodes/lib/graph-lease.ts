@@ -156,7 +156,8 @@ export class GraphLease extends SharedLease<GraphUser> {
     device.register(hold.deviceToken);
     const { capacity, policy } = this.waitingBound;
     // batching is always passed (false too): the engine keeps a graph's last setting, and a redeploy that turns it off must reach a cached graph.
-    const batching = s.batching ? { ...s.batching, adaptive: true } : false;
+    // The pool's throughput hint turns on the engine's adaptive batching (sized from measured run times) for a graph that does not batch.
+    const batching = s.batching ? { ...s.batching, adaptive: true } : device.settings.hint === 'throughput';
     // FP16-only members (sticks) cannot run an INT8 graph: they are skipped with the reason, not an error while another member can run it.
     const notRunning: Record<string, string> = {};
     const fp16Only = (id: string) => MEMBER_KINDS[device.memberOf(id)!.member.kind].fp16Only;

@@ -41,9 +41,20 @@ export type MemberKindName = PoolMember['kind'];
 /** The most simulated sticks one member may stand for (each is a timing model plus a share of the host's compute). */
 export const MAX_SIM_STICKS = 16;
 
+/**
+ * A pool-level performance hint, as OpenVINO's are: `latency` keeps the fewest requests in flight
+ * (one per device, a CPU member as one worker with every core's threads) and runs each request
+ * alone; `throughput` keeps the engine's in-flight sizing from measured service times and turns on
+ * its adaptive batching. A number set on a member still wins over what a hint would choose.
+ */
+export type PerformanceHint = 'latency' | 'throughput';
+export const PERFORMANCE_HINTS: readonly PerformanceHint[] = ['latency', 'throughput'];
+
 export interface MemberKind<M extends PoolMember = PoolMember> {
   /** Typed member from the editor's row (strings, possibly blank); throws ConfigError naming the field. */
   parse(raw: Raw): M;
+  /** The member with what the hint chooses filled into the fields left blank. */
+  hinted?(member: M, hint: PerformanceHint): M;
   /** The engine devices the member stands for; `id` is the member's stable id base. */
   devices(member: M, id: string): EngineDeviceSpec[];
   /** Computes in FP16 only (an INT8 graph cannot run on it; FP32 runs converted). */
@@ -67,6 +78,8 @@ const cpu: MemberKind<CpuMember> = {
     return strip({ kind: 'cpu', workers: s.workers, threadsPerWorker: s.threadsPerWorker, maxInFlight: s.maxInFlight });
   },
   devices: (m, id) => [strip({ kind: 'cpu', id, workers: m.workers, threadsPerWorker: m.threadsPerWorker, maxInFlight: m.maxInFlight })],
+  // One worker gets every core's threads when threads are left to auto (cores / workers).
+  hinted: (m, hint) => (hint === 'latency' ? { ...m, workers: m.workers ?? 1, maxInFlight: m.maxInFlight ?? 1 } : m),
   fp16Only: false,
 };
 
@@ -78,6 +91,7 @@ const simNcs2: MemberKind<SimNcs2Member> = {
   },
   // The first stick keeps the member's id (the id a single-stick config always had); the others add their number.
   devices: (m, id) => Array.from({ length: m.count }, (_, i) => strip({ kind: 'sim-ncs2', id: i === 0 ? id : `${id}.${i + 1}`, usb: m.usb, maxInFlight: m.maxInFlight })),
+  hinted: (m, hint) => (hint === 'latency' ? { ...m, maxInFlight: m.maxInFlight ?? 1 } : m),
   fp16Only: true,
 };
 
@@ -104,15 +118,23 @@ export interface PoolConfig {
   members: PoolMember[];
 }
 
-/** The pool with the queue bound and policy its graphs get. */
+/** The pool with its performance hint and the queue bound and policy its graphs get. */
 export interface PoolSettings extends PoolConfig {
+  /** undefined: no hint (each member as its fields say, graphs batch as their configs say). */
+  hint?: PerformanceHint;
   queueCapacity: number;
   queuePolicy: QueuePolicy;
 }
 
 export function parsePoolSettings(def: Raw): PoolSettings {
   const { queueCapacity, queuePolicy } = parseDeviceSettings({ queueCapacity: def.queueCapacity, queuePolicy: def.queuePolicy });
-  return { ...parsePool(def), queueCapacity, queuePolicy };
+  const raw = def.performance;
+  const blank = raw === undefined || raw === null || raw === '';
+  if (!blank && !PERFORMANCE_HINTS.includes(raw as PerformanceHint)) throw new ConfigError(`performance hint must be blank, ${PERFORMANCE_HINTS.join(' or ')}, got ${JSON.stringify(raw)}`);
+  const pool = parsePool(def);
+  const hint = blank ? undefined : (raw as PerformanceHint);
+  const members = hint ? pool.members.map((m) => MEMBER_KINDS[m.kind].hinted?.(m, hint) ?? m) : pool.members;
+  return hint ? { members, hint, queueCapacity, queuePolicy } : { members, queueCapacity, queuePolicy };
 }
 
 /** What a pool is called where it has no name: its members' kinds ("cpu + 2 sim-ncs2"). */

@@ -177,4 +177,27 @@ describe('ncs2-device pools in Node-RED', function () {
       ],
     );
   });
+
+  it('the latency hint keeps one request in flight per device and no batching; throughput turns on adaptive batching', async function () {
+    await helper.load(NCS2_NODES, buildFlow({ device: { members: [{ kind: 'cpu' }, { kind: 'sim-ncs2' }], performance: 'latency' } }));
+    let loaded = await graphLease().whenLoaded();
+    assert.deepEqual(
+      getEngine()
+        .listDevices()
+        .map((d) => [d.id, d.maxInFlight]),
+      [
+        ['cpu-dev', 1],
+        ['sim-ncs2-dev-m2', 1],
+      ],
+    );
+    assert.equal(getEngine().getDevice('cpu-dev')!.parallelism, 1, 'one CPU worker');
+    assert.equal(loaded.engine.batchCap(loaded.setup.handle), undefined, 'no batching');
+    await helper.unload();
+    await helper.load(NCS2_NODES, buildFlow({ device: { members: [{ kind: 'cpu' }, { kind: 'sim-ncs2' }], performance: 'throughput' } }));
+    loaded = await graphLease().whenLoaded();
+    assert.equal(typeof loaded.engine.batchCap(loaded.setup.handle), 'number', 'adaptive batching is on');
+    const out = collect('out');
+    send(8);
+    await waitFor(() => out.length === 8, 'results');
+  });
 });

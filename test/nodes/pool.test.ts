@@ -102,4 +102,21 @@ describe('device pools: parsing and migration', function () {
     assert.equal(MEMBER_KINDS['sim-ncs2'].fp16Only, true);
     assert.equal(MEMBER_KINDS.cpu.fp16Only, false);
   });
+
+  it('performance hints: latency fills blank fields with the fewest in flight and one CPU worker; numbers set on a member win; throughput leaves the engine its sizing', function () {
+    const members = [{ kind: 'cpu' }, { kind: 'cpu', workers: '2', maxInFlight: '4' }, { kind: 'sim-ncs2', count: '2' }, { kind: 'usb' }];
+    const latency = parsePoolSettings({ members, performance: 'latency' });
+    assert.equal(latency.hint, 'latency');
+    assert.deepEqual(latency.members, [
+      { kind: 'cpu', workers: 1, maxInFlight: 1 },
+      { kind: 'cpu', workers: 2, maxInFlight: 4 },
+      { kind: 'sim-ncs2', count: 2, usb: 3, maxInFlight: 1 },
+      { kind: 'usb' },
+    ]);
+    const throughput = parsePoolSettings({ members, performance: 'throughput' });
+    assert.equal(throughput.hint, 'throughput');
+    assert.deepEqual(throughput.members, parsePool({ members }).members);
+    assert.equal(parsePoolSettings({ members, performance: '' }).hint, undefined);
+    assert.throws(() => parsePoolSettings({ members, performance: 'fast' }), /performance hint must be blank, latency or throughput, got "fast"/);
+  });
 });
