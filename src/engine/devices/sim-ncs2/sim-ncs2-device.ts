@@ -15,6 +15,7 @@ import type { Device, DeviceGraph, DeviceInfo, DeviceTelemetry, LoadRequest, Pre
 import { DeviceError, ModelLoadError } from '../../errors';
 import { ModelFormatError, readModelInfo, type ModelInfo } from '../../graph/model-info';
 import { elementCount } from '../../tensor';
+import { releasePooled } from '../../memory/memory-pool';
 import { StickModel, type Booking } from './stick-model';
 import { UsbLink } from './lanes';
 import type { ThermalParams } from './thermal-model';
@@ -285,6 +286,8 @@ export class SimNcs2Device extends EventEmitter implements Device {
         // device queue time. Reporting compute, not compute + transfer, also makes the engine keep
         // more requests in flight on a USB-bound stick, which hides the host's scheduling jitter.
         const inferMs = booking.computeMs + booking.pauseMs;
+        // Done with the host's buffers now (as a device that moves them gives them back with its results).
+        for (const t of request.inputs) releasePooled(t.data);
         resolve({
           outputs: real.outputs,
           inferMs,
@@ -295,8 +298,8 @@ export class SimNcs2Device extends EventEmitter implements Device {
           },
         });
       };
-      // A stick's runtime copies inputs over USB and the host keeps its buffer: the compute pool
-      // gets views the host does not pool, which it copies, so a run lost to an unplug can be retried.
+      // A stick's runtime copies inputs over USB and the host keeps its buffer until the result: the
+      // compute pool gets views no pool owns, which it copies, so a run lost to an unplug can be retried.
       const copied = request.inputs.map((t) => ({ ...t, data: unpooledView(t.data) }));
       this.pool.run(g.poolKey, copied, request.outputs).then(
         (result) => {

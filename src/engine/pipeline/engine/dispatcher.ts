@@ -145,10 +145,10 @@ export class Dispatcher {
     const waitMs = dispatchedAt - tasks[0].submittedAt;
     device.run({ graphKey: this.ctx.graphs.cacheKey(g, device.id), inputs, outputs: outputSpecs(g, samples) }).then(
       (result) => {
-        // only what the device did not move (moved buffers go home with the results); a batch's
-        // tasks were copied into it: no retry needs them now
-        releaseFeeds(feeds);
-        if (tasks.length > 1) for (const task of tasks) releaseFeeds(task.feeds);
+        if (tasks.length > 1) {
+          releaseFeeds(feeds); // only if the device did not move it (moved buffers go home with the results)
+          for (const task of tasks) releaseFeeds(task.feeds); // copied into the batch; no retry needs them now
+        }
         this.finish(tasks, device);
         scheduler.recordService(device.id, g.id, loadKey, result.inferMs);
         stats.onRun(result.inferMs, samples, g.ops.total, g.load.loaded.get(device.id)?.precision ?? g.info.precision);
