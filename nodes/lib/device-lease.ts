@@ -1,5 +1,5 @@
 import { getStickRegistry } from '../../src/engine';
-import type { InferenceEngine, StickRecord } from '../../src/engine';
+import type { InferenceEngine, StickListing } from '../../src/engine';
 import { MEMBER_KINDS, poolDevices, type PoolDevice, type PoolMember, type PoolSettings } from './pool';
 import { SharedLease } from './shared-lease';
 import { forwardWarnings } from './engine-warnings';
@@ -90,12 +90,15 @@ export class DeviceLease extends SharedLease<object> {
   /** Each member's state now: serving, removed (a stick pulled), unavailable (why), failed (why). */
   members(): MemberStatus[] {
     const engine = this.engine;
-    const sticks = (): StickRecord[] => getStickRegistry().listSticks();
+    const usb = (): StickListing => {
+      const registry = getStickRegistry();
+      return { status: registry.status, sticks: registry.listSticks() };
+    };
     return this.settings.members.map((member, index) => {
       const position = index + 1;
       const ids = this.devices.filter((d) => d.position === position).map((d) => d.spec.id);
       const base = { position, kind: member.kind, deviceIds: ids };
-      const unavailable = MEMBER_KINDS[member.kind].unavailable?.(member, sticks);
+      const unavailable = MEMBER_KINDS[member.kind].unavailable?.(member, usb);
       if (unavailable) return { ...base, state: 'unavailable', reason: unavailable };
       const refused = ids.filter((id) => this.refused.has(id));
       if (refused.length > 0) return { ...base, state: 'failed', reason: refused.map((id) => `${id}: ${this.refused.get(id)}`).join('; ') };

@@ -5,7 +5,7 @@
  * before pools existed has no `members`: its single-device fields read as one member.
  */
 import { ConfigError } from '../../src/engine';
-import type { InferenceEngine, StickRecord } from '../../src/engine';
+import type { InferenceEngine, StickListing } from '../../src/engine';
 import type { QueuePolicy } from '../../src/engine';
 import { parseDeviceSettings } from './settings';
 
@@ -60,7 +60,7 @@ export interface MemberKind<M extends PoolMember = PoolMember> {
   /** Computes in FP16 only (an INT8 graph cannot run on it; FP32 runs converted). */
   fp16Only: boolean;
   /** Why the member contributes no device now, when that is so (shown, never an error). */
-  unavailable?(member: M, sticks: () => StickRecord[]): string | undefined;
+  unavailable?(member: M, usb: () => StickListing): string | undefined;
 }
 
 function int(raw: Raw, field: string, label: string, min: number, max: number, fallback: number): number {
@@ -105,9 +105,11 @@ const usb: MemberKind<UsbMember> = {
   // schedulable, and no engine device is made up for one. The member says so instead of failing.
   devices: () => [],
   fp16Only: true,
-  unavailable: (m, sticks) => {
-    const found = sticks().filter((s) => !s.simulated && (!m.path || s.path === m.path));
-    if (found.length === 0) return m.path ? `no NCS2 stick found at USB ${m.path}` : 'no NCS2 stick found on USB';
+  unavailable: (m, usb) => {
+    const { status, sticks } = usb();
+    const found = sticks.filter((s) => !s.simulated && (!m.path || s.path === m.path));
+    const unseen = status.state === 'no USB access' ? ` (${status.reason ?? 'no USB access'})` : '';
+    if (found.length === 0) return (m.path ? `no NCS2 stick found at USB ${m.path}` : 'no NCS2 stick found on USB') + unseen;
     return `${found.map((s) => `USB ${s.path}: ${s.state}`).join('; ')}; such sticks are listed but never scheduled`;
   },
 };

@@ -200,4 +200,33 @@ describe('ncs2-device pools in Node-RED', function () {
     send(8);
     await waitFor(() => out.length === 8, 'results');
   });
+
+  it('a usb member (no runtime drives a real stick) is listed with why it does not serve; GET ncs2/devices gives each member state', async function () {
+    await helper.load(NCS2_NODES, buildFlow({ device: { members: [{ kind: 'cpu', workers: '1' }, { kind: 'usb', path: '' }] } }));
+    const loaded = await graphLease().whenLoaded();
+    assert.deepEqual(loaded.deviceIds, ['cpu-dev']);
+    const res = await helper.request().get('/ncs2/devices');
+    const body = res.body as { kinds: Array<{ kind: string; available: boolean }>; pools: Array<{ config: string; members: Array<{ position: number; kind: string; state: string; reason?: string }> }> };
+    assert.deepEqual(
+      body.kinds.map((k) => [k.kind, k.available]),
+      [
+        ['cpu', true],
+        ['sim-ncs2', true],
+        ['usb', false],
+      ],
+    );
+    const pool = body.pools.find((p) => p.config === 'dev')!;
+    assert.deepEqual(
+      pool.members.map((m) => [m.position, m.kind, m.state]),
+      [
+        [1, 'cpu', 'serving'],
+        [2, 'usb', 'unavailable'],
+      ],
+    );
+    // This host has no NCS2 on USB (a VM); a host with one would name its path and the missing runtime instead.
+    assert.match(pool.members[1].reason!, /no NCS2 stick found on USB|no NCS2 runtime installed/);
+    const out = collect('out');
+    send(3);
+    await waitFor(() => out.length === 3, 'results from the cpu member');
+  });
 });

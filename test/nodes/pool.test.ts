@@ -94,11 +94,17 @@ describe('device pools: parsing and migration', function () {
 
   it('a usb member stands for no engine device (no runtime drives a real stick) and says why', function () {
     const stick = { path: '1-1.4', simulated: false, state: 'found, no NCS2 runtime installed' } as StickRecord;
+    const simulated = { path: 'sim-3', simulated: true, state: 'simulated' } as StickRecord;
+    const watching = { state: 'watching' } as const;
     const usb = MEMBER_KINDS.usb;
     assert.deepEqual(usb.devices({ kind: 'usb' }, 'usb-p'), []);
-    assert.equal(usb.unavailable!({ kind: 'usb' }, () => []), 'no NCS2 stick found on USB');
-    assert.equal(usb.unavailable!({ kind: 'usb', path: '2-1' }, () => [stick]), 'no NCS2 stick found at USB 2-1');
-    assert.equal(usb.unavailable!({ kind: 'usb' }, () => [stick]), 'USB 1-1.4: found, no NCS2 runtime installed; such sticks are listed but never scheduled');
+    assert.equal(usb.unavailable!({ kind: 'usb' }, () => ({ status: watching, sticks: [simulated] })), 'no NCS2 stick found on USB');
+    assert.equal(
+      usb.unavailable!({ kind: 'usb' }, () => ({ status: { state: 'no USB access', reason: 'this host cannot see USB devices' }, sticks: [] })),
+      'no NCS2 stick found on USB (this host cannot see USB devices)',
+    );
+    assert.equal(usb.unavailable!({ kind: 'usb', path: '2-1' }, () => ({ status: watching, sticks: [stick] })), 'no NCS2 stick found at USB 2-1');
+    assert.equal(usb.unavailable!({ kind: 'usb' }, () => ({ status: watching, sticks: [stick] })), 'USB 1-1.4: found, no NCS2 runtime installed; such sticks are listed but never scheduled');
     assert.equal(MEMBER_KINDS['sim-ncs2'].fp16Only, true);
     assert.equal(MEMBER_KINDS.cpu.fp16Only, false);
   });
