@@ -162,6 +162,10 @@ export class GraphLease extends SharedLease<GraphUser> {
     const notRunning: Record<string, string> = {};
     const fp16Only = (id: string) => MEMBER_KINDS[device.memberOf(id)!.member.kind].fp16Only;
     let placement = device.deviceIds;
+    if (placement.length === 0) {
+      const why = device.members().map((m) => `member ${m.position} (${m.kind}): ${m.reason ?? m.state}`);
+      throw new ConfigError(`device config ${device.label} has no member that can run a graph now (${why.join('; ')}); add a cpu or sim-ncs2 member`);
+    }
     if (s.optimize && s.optimize.precision === 'int8') {
       for (const id of placement.filter(fp16Only)) notRunning[id] = 'skipped: an INT8 graph cannot run on an NCS2 (the Myriad X computes in FP16 only)';
       placement = placement.filter((id) => !fp16Only(id));

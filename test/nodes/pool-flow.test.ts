@@ -229,4 +229,9 @@ describe('ncs2-device pools in Node-RED', function () {
     send(3);
     await waitFor(() => out.length === 3, 'results from the cpu member');
   });
+
+  it('a pool whose only member cannot serve fails the graph with the member and why, not an engine message', async function () {
+    await helper.load(NCS2_NODES, buildFlow({ device: { members: [{ kind: 'usb', path: '9-9' }] } }));
+    await assert.rejects(graphLease().whenLoaded(), /device config usb has no member that can run a graph now \(member 1 \(usb\): no NCS2 stick found at USB 9-9.*\); add a cpu or sim-ncs2 member/);
+  });
 });
