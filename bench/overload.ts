@@ -19,7 +19,8 @@ import { DeviceLease } from '../nodes/lib/device-lease';
 import { GraphLease } from '../nodes/lib/graph-lease';
 import { InferController } from '../nodes/lib/infer-controller';
 import type { InferMessageCounts } from '../nodes/lib/infer-counters';
-import { parseDeviceSettings, parseGraphSettings } from '../nodes/lib/settings';
+import { parseGraphSettings } from '../nodes/lib/settings';
+import { parsePoolSettings } from '../nodes/lib/pool';
 import type { NodeMessage } from '../nodes/lib/red';
 
 export type OverloadModel = 'mlp' | 'cnn';
@@ -113,7 +114,7 @@ export async function runOverload(opts: OverloadOptions): Promise<OverloadResult
   const modelPath = path.join(dir, 'model.onnx');
   await fs.writeFile(modelPath, model.bytes);
   const engine = new InferenceEngine();
-  const device = new DeviceLease(() => engine, 'cpu', parseDeviceSettings({ kind: 'cpu' }), 'cpu');
+  const device = new DeviceLease(() => engine, 'overload', parsePoolSettings({ kind: 'cpu' }), 'cpu');
   const lease = new GraphLease(() => engine, device, parseGraphSettings({ model: modelPath, preset: 'raw', rawFormat: 'typed', batching: true }, undefined), model.name, silentLog);
   const controller = new InferController({
     graph: lease,

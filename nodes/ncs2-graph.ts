@@ -89,9 +89,9 @@ export = function register(RED: NodeAPI): void {
     }
     const state = node.lease.state;
     if (state.state === 'ready') {
-      const { setup, deviceId } = state.graph;
+      const { setup, deviceIds, notRunning } = state.graph;
       const image = setup.image instanceof Error ? { error: setup.image.message } : setup.image;
-      res.json({ state: 'ready', name: setup.handle.name, device: deviceId, inputs: setup.handle.info.inputs, outputs: setup.handle.info.outputs, image });
+      res.json({ state: 'ready', name: setup.handle.name, device: deviceIds.join(', '), devices: deviceIds, notRunning, inputs: setup.handle.info.inputs, outputs: setup.handle.info.outputs, image });
     } else {
       res.json({ state: state.state, error: state.state === 'failed' ? state.error.message : undefined });
     }

@@ -3,7 +3,7 @@
  * dashboard-ready messages (see lib/stats-messages.ts), and mounts the Prometheus endpoint.
  */
 import { getEngine, PrometheusExporter } from '../src/engine';
-import { buildStatsMessages, type StatsFilter } from './lib/stats-messages';
+import { buildStatsMessages, poolView, type StatsFilter } from './lib/stats-messages';
 import { inferNodeCounts } from './lib/infer-counters';
 import type { AdminRequest, NodeAPI, NodeDef, NodeMessage, RedNode, SendFunction } from './lib/red';
 import type { DeviceConfigNode, GraphConfigNode } from './lib/config-nodes';
@@ -39,7 +39,7 @@ export = function register(RED: NodeAPI): void {
       if (typeof msg?.device === 'string') f.deviceId = msg.device;
       else if (def.device) {
         if (!deviceNode?.lease) return new Error('the selected ncs2-device is not deployed or its configuration is invalid');
-        f.deviceId = deviceNode.lease.deviceId;
+        f.deviceIds = deviceNode.lease.devices.map((d) => d.spec.id);
       }
       if (typeof msg?.graph === 'string') f.graphId = msg.graph;
       else if (def.graph) {
@@ -56,7 +56,10 @@ export = function register(RED: NodeAPI): void {
         this.status({ fill: 'yellow', shape: 'ring', text: RED._('ncs2-stats.status.waiting') });
         return f;
       }
-      const { metrics, rows } = buildStatsMessages(getEngine().getStats(), f, inferNodeCounts());
+      const graphState = graphNode?.lease?.state;
+      const pool = deviceNode?.lease ?? graphNode?.lease?.pool;
+      const view = pool && poolView(pool, graphState?.state === 'ready' ? graphState.graph : undefined);
+      const { metrics, rows } = buildStatsMessages(getEngine().getStats(), f, inferNodeCounts(), view);
       this.status({ fill: 'green', shape: 'dot', text: RED._('ncs2-stats.status.devices', { count: rows.length }) });
       // Output 1 gets an array: Node-RED sends its messages one by one on that output.
       (send as (m: unknown) => void)([metrics, { ...(msg ?? {}), topic: 'devices', payload: rows }]);

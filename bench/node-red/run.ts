@@ -31,10 +31,16 @@
  * of its own whose run() answers on the main thread (no worker, no inference). Every measurement
  * also records how busy the main thread was (event-loop utilization) and its busy time per message.
  *
+ * Pools case (issue 18, BENCH_CASES=pools; not in the default run): the same closed loop of
+ * single-sample MLP messages through ncs2-infer on a device pool of three simulated sticks against
+ * a pool of one simulated stick (each its own graph: other seeds), rounds alternating which goes
+ * first, each pair taken back to back; the median of the per-pair ratios is the result.
+ *
  * Options (environment): BENCH_SECONDS per round (default 2), BENCH_ROUNDS (default 3),
  * BENCH_BATCH_ROUNDS (default 5), BENCH_IN_FLIGHT (comma list, default "1,32"),
  * BENCH_BATCH_IN_FLIGHT (default "48,64,96"), BENCH_STAND_IN_IN_FLIGHT (default 64),
- * BENCH_CASES ("overhead,batching", the default, or one of them), BENCH_OUT (default
+ * BENCH_POOL_ROUNDS (default 5), BENCH_POOL_IN_FLIGHT (default 64),
+ * BENCH_CASES ("overhead,batching", the default, or any of overhead, batching, pools), BENCH_OUT (default
  * bench/results/node-red.json).
  */
 import { promises as fs } from 'fs';
@@ -65,6 +71,11 @@ const STAND_IN_DEVICE = 'cpu-bench-device-standin';
 /** The engine id of the device the other flows use; the engine loop runs there too (not on the stand-in). */
 const FLOW_DEVICE = 'cpu-bench-device';
 const STAND_IN_IN_FLIGHT = Number(process.env.BENCH_STAND_IN_IN_FLIGHT ?? 64);
+/** The pools case's models: the same MLP with other weights again, one graph per pool. */
+const MLP_POOL_ONE = { ...MLP, seed: 10 };
+const MLP_POOL_THREE = { ...MLP, seed: 11 };
+const POOL_ROUNDS = Number(process.env.BENCH_POOL_ROUNDS ?? 5);
+const POOL_IN_FLIGHT = Number(process.env.BENCH_POOL_IN_FLIGHT ?? 64);
 const BATCH_TARGET_RATIO = 3;
 const BATCH_TARGET_P99_MS = 2;
 const RAW_THREADS = [1, 2];
@@ -404,7 +415,31 @@ async function batchingCase(red: BootedRed, driver: FlowDriver, bytes: Uint8Arra
   };
 }
 
-function flows(modelPath: string, batchModelPath: string, standInModelPath: string): object[] {
+/** Three simulated sticks against one, in pairs of back-to-back rounds whose order alternates. */
+async function poolsCase(red: BootedRed, driver: FlowDriver) {
+  // Warm-up, not recorded.
+  await driver.run(red, 'bench-go-pool-one', POOL_IN_FLIGHT);
+  await driver.run(red, 'bench-go-pool-three', POOL_IN_FLIGHT);
+  const rounds: Array<{ one: Measurement; three: Measurement; ratio: number }> = [];
+  for (let round = 0; round < POOL_ROUNDS; round++) {
+    const oneFirst = round % 2 === 0;
+    const first = await driver.run(red, oneFirst ? 'bench-go-pool-one' : 'bench-go-pool-three', POOL_IN_FLIGHT);
+    const second = await driver.run(red, oneFirst ? 'bench-go-pool-three' : 'bench-go-pool-one', POOL_IN_FLIGHT);
+    const [one, three] = oneFirst ? [first, second] : [second, first];
+    rounds.push({ one, three, ratio: three.msgPerSec / one.msgPerSec });
+    process.stderr.write(`pools, round ${round + 1}/${POOL_ROUNDS}: 1 simulated stick ${one.msgPerSec.toFixed(0)} msg/s, 3 simulated sticks ${three.msgPerSec.toFixed(0)} msg/s = ${rounds.at(-1)!.ratio.toFixed(2)}x\n`);
+  }
+  return {
+    method: `closed loop of single-sample MLP messages, ${POOL_IN_FLIGHT} in flight: inject -> source node -> ncs2-infer -> sink node (-> back); ncs2-device pool of 1 simulated stick vs 3 simulated sticks (USB 3; timing simulated, outputs computed on this host's CPU); ${POOL_ROUNDS} pairs of back-to-back rounds, order alternating; median of the per-pair ratios`,
+    inFlight: POOL_IN_FLIGHT,
+    oneStickMsgPerSec: median(rounds.map((r) => r.one.msgPerSec)),
+    threeSticksMsgPerSec: median(rounds.map((r) => r.three.msgPerSec)),
+    ratio: median(rounds.map((r) => r.ratio)),
+    rounds,
+  };
+}
+
+function flows(modelPath: string, batchModelPath: string, standInModelPath: string, poolModelPaths: { one: string; three: string }): object[] {
   const tab = 'bench-tab';
   const fn = (id: string, name: string, func: string, wires: string[]) => ({ id, type: 'function', z: tab, name, func, outputs: 1, timeout: 0, noerr: 0, initialize: '', finalize: '', libs: [], x: 0, y: 0, wires: [wires] });
   const injectNode = (id: string, wires: string[]) => ({ id, type: 'inject', z: tab, name: 'start', props: [{ p: 'topic', vt: 'str' }], repeat: '', crontab: '', once: false, onceDelay: 0.1, topic: 'start', x: 0, y: 0, wires: [wires] });
@@ -439,7 +474,20 @@ function flows(modelPath: string, batchModelPath: string, standInModelPath: stri
     { id: 'bench-source-batch-pass', type: 'ncs2bench-source', z: tab, x: 0, y: 0, wires: [['bench-pass-batch']] },
     { id: 'bench-pass-batch', type: 'ncs2bench-pass', z: tab, x: 0, y: 0, wires: [['bench-sink-batch-pass']] },
     { id: 'bench-sink-batch-pass', type: 'ncs2bench-sink', z: tab, x: 0, y: 0, wires: [['bench-source-batch-pass']] },
+    ...(CASES.has('pools') ? poolFlows(tab, injectNode, poolModelPaths) : []),
   ];
+}
+
+/** The pools case: one device pool of a simulated stick, one of three, each with its own graph and loop. */
+function poolFlows(tab: string, injectNode: (id: string, wires: string[]) => object, models: { one: string; three: string }): object[] {
+  return (['one', 'three'] as const).flatMap((size) => [
+    { id: `bench-pool-${size}`, type: 'ncs2-device', name: `${size} simulated stick(s)`, members: Array.from({ length: size === 'one' ? 1 : 3 }, () => ({ kind: 'sim-ncs2', count: '1', usb: '3', maxInFlight: '' })), queueCapacity: '1024', queuePolicy: 'reject' },
+    { id: `bench-graph-pool-${size}`, type: 'ncs2-graph', name: `mlp on ${size}`, model: models[size], device: `bench-pool-${size}`, preset: 'raw', rawFormat: 'typed' },
+    injectNode(`bench-go-pool-${size}`, [`bench-source-pool-${size}`]),
+    { id: `bench-source-pool-${size}`, type: 'ncs2bench-source', z: tab, x: 0, y: 0, wires: [[`bench-infer-pool-${size}`]] },
+    { id: `bench-infer-pool-${size}`, type: 'ncs2-infer', z: tab, name: `pool ${size}`, graph: `bench-graph-pool-${size}`, policy: 'reject', maxInFlight: '256', maxWaiting: '0', x: 0, y: 0, wires: [[`bench-sink-pool-${size}`]] },
+    { id: `bench-sink-pool-${size}`, type: 'ncs2bench-sink', z: tab, x: 0, y: 0, wires: [[`bench-source-pool-${size}`]] },
+  ]);
 }
 
 function median(xs: number[]): number {
@@ -461,6 +509,9 @@ async function main(): Promise<void> {
   await fs.writeFile(batchModelPath, batchModelBytes);
   const standInModelPath = path.join(dir, 'mlp-784-128-10-stand-in.onnx');
   await fs.writeFile(standInModelPath, buildMlp(MLP_STAND_IN));
+  const poolModelPaths = { one: path.join(dir, 'mlp-pool-one.onnx'), three: path.join(dir, 'mlp-pool-three.onnx') };
+  await fs.writeFile(poolModelPaths.one, buildMlp(MLP_POOL_ONE));
+  await fs.writeFile(poolModelPaths.three, buildMlp(MLP_POOL_THREE));
   const driver = new FlowDriver(MLP.inputSize);
   (globalThis as { __ncs2bench?: FlowDriver }).__ncs2bench = driver;
   const benchNodes = path.join(dir, 'bench-nodes');
@@ -474,11 +525,12 @@ async function main(): Promise<void> {
   });
   const engine = getEngine();
   try {
-    await deploy(red, flows(modelPath, batchModelPath, standInModelPath));
+    await deploy(red, flows(modelPath, batchModelPath, standInModelPath, poolModelPaths));
     // The flow's graphs load asynchronously after deploy; one pass through each flow waits for them.
     await driver.run(red, 'bench-go', 1);
     await driver.run(red, 'bench-go-batch', 1);
     await driver.run(red, 'bench-go-standin', 1);
+    if (CASES.has('pools')) for (const size of ['one', 'three']) await driver.run(red, `bench-go-pool-${size}`, 1);
     const standInDevice = engine.getDevice(STAND_IN_DEVICE);
     if (!standInDevice) throw new Error(`the stand-in flow's device ${STAND_IN_DEVICE} is not in the engine (devices: ${engine.listDevices().map((d) => d.id).join(', ')})`);
     standInDevice.run = answerOnMainThread;
@@ -487,7 +539,8 @@ async function main(): Promise<void> {
     const handle = await engine.loadGraph(modelBytes);
     const input = new Float32Array(MLP.inputSize).map((_, i) => ((i * 37) % 255) / 255);
     const graphs = engine.graphCount();
-    if (graphs !== 3) throw new Error(`expected the bench to share the flow's graph (beside the batching case's two), but the engine has ${graphs} graphs`);
+    const expectedGraphs = CASES.has('pools') ? 5 : 3;
+    if (graphs !== expectedGraphs) throw new Error(`expected the bench to share the flow's graph (beside ${expectedGraphs - 1} of other cases), but the engine has ${graphs} graphs`);
 
     const results = [];
     for (const inFlight of CASES.has('overhead') ? IN_FLIGHTS : []) {
@@ -526,6 +579,7 @@ async function main(): Promise<void> {
       });
     }
     const batching = CASES.has('batching') ? await batchingCase(red, driver, batchModelBytes) : undefined;
+    const pools = CASES.has('pools') ? await poolsCase(red, driver) : undefined;
     const saturated = results.length ? results.reduce((a, b) => (b.engine.msgPerSec > a.engine.msgPerSec ? b : a)) : undefined;
     const limit = TARGET_ADDED_COST * 100;
     const report = {
@@ -547,6 +601,7 @@ async function main(): Promise<void> {
       },
       results,
       batching,
+      pools,
     };
     await fs.mkdir(path.dirname(OUT), { recursive: true });
     await fs.writeFile(OUT, `${JSON.stringify(report, null, 2)}\n`);
@@ -587,6 +642,10 @@ async function main(): Promise<void> {
       console.log(`  earlier runs' method (each side's fastest round; raw ${old.rawBest.msgPerSec.toFixed(0)} msg/s): ${old.settings.map((x) => `${x.inFlight} in flight ${x.ratio.toFixed(2)}x p99 ${x.p99Ms.toFixed(3)} ms`).join(', ')}`);
       const c = batching.chosen;
       console.log(`target >= ${BATCH_TARGET_RATIO}x with p99 <= ${BATCH_TARGET_P99_MS} ms: ${c.ratio.toFixed(2)}x at ${c.inFlight} in flight, p99 ${c.p99Ms.toFixed(3)} ms -> ratio ${batching.target.ratioMet ? 'met' : 'NOT met'}, p99 ${batching.target.p99Met ? 'met' : 'NOT met'}`);
+    }
+    if (pools) {
+      console.log(`\npools (simulated sticks: timing simulated, outputs computed on this CPU), MLP single-sample messages, ${pools.inFlight} in flight, medians of ${POOL_ROUNDS} back-to-back pairs:`);
+      console.log(`  1 stick ${pools.oneStickMsgPerSec.toFixed(0)} msg/s, 3 sticks ${pools.threeSticksMsgPerSec.toFixed(0)} msg/s; median per-pair ratio ${pools.ratio.toFixed(2)}x`);
     }
     console.log(`wrote ${path.relative(process.cwd(), OUT)}`);
     await engine.releaseGraph(handle);

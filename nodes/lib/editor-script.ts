@@ -53,6 +53,8 @@ export interface EditorNode {
 export interface EditorHelpers {
   validator(type: FieldRules.NodeTypeName, field: string): (this: EditorNode, value: unknown, opt?: unknown) => true | string;
   fillDefaults(node: EditorNode): void;
+  /** What is wrong with a device pool member's field, or undefined (fields without a rule pass). */
+  memberFieldError(field: string, value: unknown): string | undefined;
 }
 
 /**
@@ -97,6 +99,10 @@ export function editorHelpers(rules: typeof FieldRules, $: (selector: string) =>
           el.val(fallback);
         }
       });
+    },
+    memberFieldError(field, value) {
+      const rule = rules.memberRule(field);
+      return rule ? rules.readField(rule, value).error : undefined;
     },
   };
 }

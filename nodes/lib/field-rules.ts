@@ -114,6 +114,19 @@ export const FIELD_RULES: Record<NodeTypeName, Record<string, FieldRule>> = {
   },
 };
 
+/**
+ * Fields of a device pool's members (nodes/lib/pool.ts) that the node's own properties do not
+ * have; a member's workers, threads and requests in flight follow the ncs2-device rules.
+ */
+export const MEMBER_RULES: Record<string, FieldRule> = {
+  count: { kind: 'int', label: 'simulated sticks', min: 1, max: 16, default: 1 },
+};
+
+/** The rule of a pool member's field, if it has one. */
+export function memberRule(field: string): FieldRule | undefined {
+  return MEMBER_RULES[field] ?? FIELD_RULES['ncs2-device'][field];
+}
+
 /** Blank, missing or "auto": the field's default applies. */
 export function isBlank(value: unknown): boolean {
   if (value === undefined || value === null) return true;

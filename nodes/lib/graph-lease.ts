@@ -1,9 +1,10 @@
 import { ConfigError, resolveImageSpec, checkClassificationOutput, loadLabels, checkDetectionOutputs, checkCharset, loadCharset, resolveDbOptions, optimizeCached } from '../../src/engine';
-import type { GraphHandle, InferenceEngine, QueuePolicy, ImageSpec, InferenceSetup, OutputPreset, DeviceKind, ImageCalibrationOptions } from '../../src/engine';
+import type { GraphHandle, InferenceEngine, QueuePolicy, ImageSpec, InferenceSetup, OutputPreset, ImageCalibrationOptions } from '../../src/engine';
 import type { DeviceLease } from './device-lease';
 import { SharedLease } from './shared-lease';
 import { forwardWarnings } from './engine-warnings';
 import type { GraphSettings, OptimizeOnLoad } from './settings';
+import { MEMBER_KINDS } from './pool';
 
 export interface LoadedGraph {
   /** The engine that holds the graph (the one messages must go to). */
@@ -11,8 +12,12 @@ export interface LoadedGraph {
   /** The engine's id of the graph (shared by every config node that loads the same model). */
   graphId: string;
   setup: InferenceSetup;
-  deviceId: string;
+  /** The pool's devices the graph was placed on. */
+  deviceIds: string[];
+  /** What the status shows: the pool's label, with how many members serve when not all do. */
   deviceLabel: string;
+  /** Pool devices that do not run this graph, with why (an INT8 graph on an FP16-only stick, a failed load). */
+  notRunning: Record<string, string>;
 }
 
 export type GraphState = { state: 'idle' } | { state: 'loading' } | { state: 'ready'; graph: LoadedGraph } | { state: 'failed'; error: Error };
@@ -63,6 +68,11 @@ export class GraphLease extends SharedLease<GraphUser> {
 
   get state(): GraphState {
     return this.current;
+  }
+
+  /** The device pool the graph runs on (undefined when the device config is missing or invalid). */
+  get pool(): DeviceLease | undefined {
+    return this.device instanceof Error ? undefined : this.device;
   }
 
   /** The engine graph id while the model is loaded. */
@@ -146,9 +156,31 @@ export class GraphLease extends SharedLease<GraphUser> {
     device.register(hold.deviceToken);
     const { capacity, policy } = this.waitingBound;
     // batching is always passed (false too): the engine keeps a graph's last setting, and a redeploy that turns it off must reach a cached graph.
-    const batching = s.batching ? { ...s.batching, adaptive: true } : false;
-    const modelPath = s.optimize ? await this.optimized(s.optimize, device.settings.kind) : s.modelPath;
-    hold.handle = await engine.loadGraph(modelPath, { name: this.name, devices: [device.deviceId], queueCapacity: capacity, queuePolicy: policy, batching });
+    // The pool's throughput hint turns on the engine's adaptive batching (sized from measured run times) for a graph that does not batch.
+    const batching = s.batching ? { ...s.batching, adaptive: true } : device.settings.hint === 'throughput';
+    // FP16-only members (sticks) cannot run an INT8 graph: they are skipped with the reason, not an error while another member can run it.
+    const notRunning: Record<string, string> = {};
+    const fp16Only = (id: string) => MEMBER_KINDS[device.memberOf(id)!.member.kind].fp16Only;
+    let placement = device.deviceIds;
+    if (placement.length === 0) {
+      const why = device.members().map((m) => `member ${m.position} (${m.kind}): ${m.reason ?? m.state}`);
+      throw new ConfigError(`device config ${device.label} has no member that can run a graph now (${why.join('; ')}); add a cpu or sim-ncs2 member`);
+    }
+    if (s.optimize && s.optimize.precision === 'int8') {
+      for (const id of placement.filter(fp16Only)) notRunning[id] = 'skipped: an INT8 graph cannot run on an NCS2 (the Myriad X computes in FP16 only)';
+      placement = placement.filter((id) => !fp16Only(id));
+      if (placement.length === 0) throw new ConfigError(`an INT8 graph needs a CPU member, but device config ${device.label} has only NCS2 members (FP16 only); choose precision fp16 or add a cpu member`);
+      for (const [id, why] of Object.entries(notRunning)) this.log.warn(`${id} ${why}; the pool's other members run it`);
+    }
+    // A pool with sticks gets the FP16 model (what they run; the CPU runs it too), a CPU-only pool the CPU's.
+    const target = s.optimize && s.optimize.precision === 'fp16' && placement.some(fp16Only) ? 'ncs2' : 'cpu';
+    const modelPath = s.optimize ? await this.optimized(s.optimize, target) : s.modelPath;
+    hold.handle = await engine.loadGraph(modelPath, { name: this.name, devices: placement, queueCapacity: capacity, queuePolicy: policy, batching });
+    // The engine records where loading failed; those members are shown and the others serve.
+    const loadedOn = new Set(hold.handle.loadedOn);
+    for (const id of placement) if (!loadedOn.has(id)) notRunning[id] = `not loaded: ${hold.handle.stateReason ?? 'the load did not finish'}`;
+    const running = device.deviceIds.length - Object.keys(notRunning).length;
+    const deviceLabel = Object.keys(notRunning).length ? `${device.label} (${running} of ${device.deviceIds.length} serve)` : device.label;
     const info = hold.handle.info;
 
     let output: OutputPreset;
@@ -172,16 +204,16 @@ export class GraphLease extends SharedLease<GraphUser> {
     } catch (err) {
       image = err as Error;
     }
-    return { engine, graphId: hold.handle.id, setup: { handle: hold.handle, image, maxBatch: s.maxBatch, output, devices: [device.deviceId] }, deviceId: device.deviceId, deviceLabel: device.label };
+    return { engine, graphId: hold.handle.id, setup: { handle: hold.handle, image, maxBatch: s.maxBatch, output, devices: placement }, deviceIds: placement, deviceLabel, notRunning };
   }
 
   /** The optimized model file: from the disk cache, or made now (off the main thread) and cached. */
-  private async optimized(o: OptimizeOnLoad, deviceKind: DeviceKind): Promise<string> {
+  private async optimized(o: OptimizeOnLoad, target: 'cpu' | 'ncs2'): Promise<string> {
     const p = this.settings.preprocess;
     const calibrationImage = JSON.parse(JSON.stringify({ width: p.width, height: p.height, scale: p.scale, mean: p.mean, std: p.std, channelOrder: p.channelOrder, resize: p.resize, layout: p.layout })) as ImageCalibrationOptions;
     const result = await optimizeCached(
       this.settings.modelPath,
-      { precision: o.precision, target: deviceKind === 'cpu' ? 'cpu' : 'ncs2', calibration: o.calibrationPath, method: o.precision === 'int8' ? o.method : undefined, calibrationImage: o.precision === 'int8' ? calibrationImage : undefined },
+      { precision: o.precision, target, calibration: o.calibrationPath, method: o.precision === 'int8' ? o.method : undefined, calibrationImage: o.precision === 'int8' ? calibrationImage : undefined },
       o.cacheDir,
     );
     const r = result.report;

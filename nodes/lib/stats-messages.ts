@@ -6,12 +6,24 @@
  */
 import type { EngineStats } from '../../src/engine';
 import type { InferNodeCounts } from './infer-counters';
+import type { DeviceLease } from './device-lease';
+import type { LoadedGraph } from './graph-lease';
 
 export interface StatsFilter {
   /** Only this graph (engine graph id); undefined = every graph. */
   graphId?: string;
   /** Only this device (engine device id); undefined = every device. */
   deviceId?: string;
+  /** Only these devices (a pool's); undefined = every device. */
+  deviceIds?: string[];
+}
+
+/** A pool's members, so its rows say which member each device is and why one does not serve. */
+export interface PoolView {
+  /** Device id -> its member: kind and 1-based position in the pool's list. */
+  members: Record<string, { kind: string; position: number }>;
+  /** Device id -> why it does not run the selected graph (skipped, failed to load). */
+  notRunning?: Record<string, string>;
 }
 
 export interface MetricMessage {
@@ -21,6 +33,14 @@ export interface MetricMessage {
 
 export interface DeviceRow {
   device: string;
+  /** Pool rows: the member's kind and position in the pool's list. */
+  kind?: string;
+  member?: number;
+  /** Pool rows: serving, removed (a stick pulled), or not running the graph. */
+  state?: 'serving' | 'removed' | 'not running';
+  reason?: string;
+  /** Pool rows: this device's share of the requests the pool's devices completed (null before any). */
+  share?: number | null;
   fps: number;
   p50: number;
   p99: number;
@@ -43,11 +63,32 @@ function push(out: MetricMessage[], topic: string, value: number | null | undefi
   out.push({ topic, payload: r(value, digits) });
 }
 
-export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {}, inferNodes: InferNodeCounts[] = []): { metrics: MetricMessage[]; rows: DeviceRow[] } {
+/** The rows a pool gets: every member device, with why one does not run the graph (when a graph is selected). */
+export function poolView(pool: DeviceLease, graph?: LoadedGraph): PoolView {
+  const members: PoolView['members'] = {};
+  for (const d of pool.devices) members[d.spec.id] = { kind: d.member.kind, position: d.position };
+  return { members, notRunning: graph?.notRunning };
+}
+
+type DeviceSnapshot = EngineStats['devices'][string];
+
+function poolColumns(d: DeviceSnapshot, pool: PoolView, poolSamples: number): Partial<DeviceRow> {
+  const member = pool.members[d.deviceId];
+  const reason = pool.notRunning?.[d.deviceId];
+  const state = d.removed ? 'removed' : reason ? 'not running' : 'serving';
+  return { kind: member.kind, member: member.position, state, ...(reason ? { reason } : {}), share: poolSamples > 0 ? r(d.completedTasks / poolSamples, 4) : null };
+}
+
+export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {}, inferNodes: InferNodeCounts[] = [], pool?: PoolView): { metrics: MetricMessage[]; rows: DeviceRow[] } {
   const graphs = Object.values(stats.graphs).filter((g) => !filter.graphId || g.graphId === filter.graphId);
+  // A pool's devices all get a row (one pulled or not running the graph included: that is what its row is for).
   const devices = Object.values(stats.devices).filter(
-    (d) => !d.removed && (!filter.deviceId || d.deviceId === filter.deviceId) && (!filter.graphId || graphs.some((g) => d.deviceId in g.placement)),
+    (d) =>
+      (!filter.deviceId || d.deviceId === filter.deviceId) &&
+      (!filter.deviceIds || filter.deviceIds.includes(d.deviceId)) &&
+      (pool?.members[d.deviceId] !== undefined || (!d.removed && (!filter.graphId || graphs.some((g) => d.deviceId in g.placement)))),
   );
+  const poolSamples = pool ? devices.reduce((n, d) => n + (pool.members[d.deviceId] ? d.completedTasks : 0), 0) : 0;
   const metrics: MetricMessage[] = [];
   const rows: DeviceRow[] = [];
   for (const d of devices) {
@@ -64,6 +105,7 @@ export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {},
     push(metrics, `${id} queue`, d.queueDepths.inference, 0);
     push(metrics, `${id} in flight`, d.inFlight, 0);
     push(metrics, `${id} failed`, d.failedTasks, 0);
+    if (pool?.members[id] && poolSamples > 0) push(metrics, `${id} share`, d.completedTasks / poolSamples, 4);
     if (d.transfer.link !== 'none') {
       push(metrics, `${id} MB/s to device`, d.transfer.bytesInPerSec / 1e6);
       push(metrics, `${id} MB/s from device`, d.transfer.bytesOutPerSec / 1e6);
@@ -80,6 +122,7 @@ export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {},
       queue: d.queueDepths.inference,
       drops,
       simulated: d.simulated,
+      ...(pool?.members[id] ? poolColumns(d, pool, poolSamples) : {}),
     });
   }
   for (const g of graphs) {
@@ -92,12 +135,12 @@ export function buildStatsMessages(stats: EngineStats, filter: StatsFilter = {},
   }
   // Each ncs2-infer node's own backpressure acts before the engine, so only the node can count it.
   for (const n of inferNodes) {
-    if (filter.deviceId || (filter.graphId && n.graphId !== filter.graphId)) continue;
+    if (filter.deviceId || filter.deviceIds || (filter.graphId && n.graphId !== filter.graphId)) continue;
     push(metrics, `${n.node} dropped`, n.dropped, 0);
     push(metrics, `${n.node} rejected`, n.rejected, 0);
     push(metrics, `${n.node} held`, n.held, 0);
   }
-  if (!filter.graphId && !filter.deviceId) {
+  if (!filter.graphId && !filter.deviceId && !filter.deviceIds) {
     push(metrics, 'total fps', stats.totalInferencesPerSec, 1);
     push(metrics, 'total tops', stats.totalTops, 6);
     push(metrics, 'event loop p99 ms', stats.eventLoopDelayMs.p99);

@@ -21,7 +21,7 @@ const TYPES = { device: 'ncs2-device', graph: 'ncs2-graph', infer: 'ncs2-infer' 
 
 // Globals of the editor page (the functions passed to page.evaluate run there, not in Node).
 declare const RED: {
-  nodes: { getType(type: string): { category: string } | undefined };
+  nodes: { getType(type: string): { category: string } | undefined; eachConfig(visit: (node: { type: string; members?: unknown }) => void): void };
 };
 declare const document: { querySelectorAll(selector: string): { length: number } };
 
@@ -127,11 +127,32 @@ describe('Node-RED editor in headless Chromium', function () {
     await page.screenshot({ path: path.join(SCREENSHOTS, 'ncs2-graph-dialog.png') });
     await page.locator('#node-config-input-btn-device-add').click();
     const deviceTray = page.locator('.red-ui-tray').last();
-    for (const field of ['kind', 'workers', 'threadsPerWorker', 'maxInFlight', 'queueCapacity', 'queuePolicy']) {
+    for (const field of ['members-container', 'queueCapacity', 'queuePolicy']) {
       await deviceTray.locator(`#node-config-input-${field}`).waitFor({ state: 'attached' });
     }
-    // Closing every dialog again with Cancel must leave no error behind (checked in afterEach).
-    for (let i = 0; i < 3; i++) await page.locator('.red-ui-tray').last().locator('button', { hasText: 'Cancel' }).click();
+    // The pool's members: a new device config starts as one cpu member; add a row of two simulated
+    // sticks, remove the cpu row, and the saved config holds what the rows show.
+    const rows = deviceTray.locator('#node-config-input-members-container li');
+    assert.equal(await rows.count(), 1);
+    assert.equal(await rows.first().locator('select.ncs2-member-kind').inputValue(), 'cpu');
+    await deviceTray.locator('.red-ui-editableList-addButton').click();
+    await rows.nth(1).locator('select.ncs2-member-kind').selectOption('sim-ncs2');
+    await rows.nth(1).locator('input[data-field="count"]').fill('2');
+    await rows.first().locator('.red-ui-editableList-item-remove').click();
+    await page.waitForFunction(() => document.querySelectorAll('#node-config-input-members-container li').length === 1);
+    await settled(page, '.red-ui-tray');
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'ncs2-device-pool-dialog.png') });
+    await deviceTray.locator('#node-config-dialog-ok').click();
+    const saved = await page.waitForFunction(() => {
+      let members: unknown;
+      RED.nodes.eachConfig((n) => {
+        if (n.type === 'ncs2-device') members = n.members;
+      });
+      return Array.isArray(members) && members;
+    });
+    assert.deepEqual(await saved.jsonValue(), [{ kind: 'sim-ncs2', count: '2', usb: '3', maxInFlight: '' }]);
+    // Closing the other dialogs with Cancel must leave no error behind (checked in afterEach).
+    for (let i = 0; i < 2; i++) await page.locator('.red-ui-tray').last().locator('button', { hasText: 'Cancel' }).click();
     await page.locator('.red-ui-tray').waitFor({ state: 'detached' });
   });
 

@@ -71,7 +71,7 @@ describe('config upper bounds', function () {
       const caught = collect('caught') as Array<{ error: { message: string } }>;
       node('infer').receive({ payload: { data: new Float32Array(784), dims: [1, 1, 28, 28] } });
       await waitFor(() => caught.length === 1, 'the error');
-      assert.match(caught[0].error.message, new RegExp(`device config .* is invalid: workers must be at most ${limit} \\(4 per core`));
+      assert.match(caught[0].error.message, new RegExp(`device config .* is invalid: member 1 \\(cpu\\): workers must be at most ${limit} \\(4 per core`));
     });
   });
 });

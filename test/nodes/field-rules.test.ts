@@ -79,6 +79,11 @@ describe('field rules shared by the runtime and the editor', function () {
     assert.match(String(critical.call(guard, '-500')), /from 0 to 150/);
     const scale = editor.validator('ncs2-graph', 'scale');
     assert.match(String(scale.call({ _def: { category: 'config', defaults: {} } }, 'xyz')), /scale must be a number/);
+    // device pool members: their own fields, and the device's where they share one
+    assert.match(editor.memberFieldError('count', '17')!, /simulated sticks must be an integer from 1 to 16/);
+    assert.match(editor.memberFieldError('workers', 'x')!, /workers must be an integer >= 1/);
+    assert.equal(editor.memberFieldError('workers', ''), undefined);
+    assert.equal(editor.memberFieldError('path', '1-1.2'), undefined, 'a field without a rule passes');
   });
 
   it('fills a property missing from a saved flow with its default, and a select left blank', function () {

@@ -9,6 +9,7 @@ import { GraphLease, type GraphState } from '../../nodes/lib/graph-lease';
 import { InferController } from '../../nodes/lib/infer-controller';
 import { DEFAULT_LABELS, DEFAULT_MODEL, PACKAGE_ROOT, resolveConfigPath } from '../../nodes/lib/paths';
 import { parseDeviceSettings, parseGraphSettings } from '../../nodes/lib/settings';
+import { parsePoolSettings } from '../../nodes/lib/pool';
 import { StatusMeter } from '../../nodes/lib/status-meter';
 import { WaitingQueue } from '../../nodes/lib/waiting-queue';
 import { wrapError } from '../../nodes/lib/wrap-error';
@@ -37,9 +38,9 @@ function fakeEngine() {
       calls.push(`releaseDevice ${id} free=${o.free}`);
       return Promise.resolve();
     },
-    loadGraph: async () => {
+    loadGraph: async (_model: unknown, o: { devices: string[] }) => {
       calls.push('loadGraph');
-      return { id: 'g', name: 'g', info, ops: {} };
+      return { id: 'g', name: 'g', info, ops: {}, state: 'ready', loadedOn: o.devices };
     },
     releaseGraph: (_h: unknown, o: { free?: boolean }) => {
       calls.push(`releaseGraph free=${o.free}`);
@@ -162,7 +163,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
 
     it('the first user loads, the last one releases, exactly once, with removed as free', async function () {
       const { engine, calls, graphReleases } = fakeEngine();
-      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu');
+      const device = new DeviceLease(() => engine, 'd', parsePoolSettings({}), 'cpu');
       const lease = new GraphLease(() => engine, device, settings(), 'g', log);
       const a = user();
       const b = user();
@@ -184,7 +185,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
 
     it('a new load during the old release keeps the device (the old release only gives back its own hold)', async function () {
       const { engine, calls, graphReleases } = fakeEngine();
-      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu');
+      const device = new DeviceLease(() => engine, 'd', parsePoolSettings({}), 'cpu');
       const lease = new GraphLease(() => engine, device, settings(), 'g', log);
       const a = user();
       lease.register(a);
@@ -201,7 +202,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
 
     it('give adapters the graph id and the batch cap once loaded, and nothing before', async function () {
       const { engine } = fakeEngine();
-      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu');
+      const device = new DeviceLease(() => engine, 'd', parsePoolSettings({}), 'cpu');
       const lease = new GraphLease(() => engine, device, settings(), 'g', log);
       assert.equal(lease.graphId, undefined);
       assert.equal(lease.batchCap(), undefined);
@@ -216,7 +217,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       const { engine, graphReleases } = fakeEngine();
       const deviceWarnings: string[] = [];
       const graphWarnings: string[] = [];
-      const device = new DeviceLease(() => engine, 'cpu-d', parseDeviceSettings({}), 'cpu', (m) => deviceWarnings.push(m));
+      const device = new DeviceLease(() => engine, 'd', parsePoolSettings({}), 'cpu', (m) => deviceWarnings.push(m));
       const lease = new GraphLease(() => engine, device, settings(), 'g', { ...log, warn: (m) => graphWarnings.push(m) });
       const a = user();
       const b = user();
@@ -311,7 +312,7 @@ describe('nodes/lib (node helpers without Node-RED)', function () {
       fs.writeFileSync(model, buildMlp({ inputSize: 4, hidden: [4], outputSize: 2, seed: 5 }));
       const engine = new InferenceEngine();
       try {
-        const device = new DeviceLease(() => engine, 'cpu', parseDeviceSettings({ kind: 'cpu', workers: '1' }), 'cpu');
+        const device = new DeviceLease(() => engine, 'close', parsePoolSettings({ kind: 'cpu', workers: '1' }), 'cpu');
         const lease = new GraphLease(() => engine, device, parseGraphSettings({ model, preset: 'raw', rawFormat: 'typed', batching: true }, undefined), 'mlp', log);
         const controller = new InferController({ graph: lease, status: () => undefined, warn: () => undefined, words: WORDS });
         controller.start();

@@ -15,6 +15,7 @@ import type { Device, DeviceGraph, DeviceInfo, DeviceTelemetry, LoadRequest, Pre
 import { DeviceError, ModelLoadError } from '../../errors';
 import { ModelFormatError, readModelInfo, type ModelInfo } from '../../graph/model-info';
 import { elementCount } from '../../tensor';
+import { releasePooled } from '../../memory/memory-pool';
 import { StickModel, type Booking } from './stick-model';
 import { UsbLink } from './lanes';
 import type { ThermalParams } from './thermal-model';
@@ -285,6 +286,8 @@ export class SimNcs2Device extends EventEmitter implements Device {
         // device queue time. Reporting compute, not compute + transfer, also makes the engine keep
         // more requests in flight on a USB-bound stick, which hides the host's scheduling jitter.
         const inferMs = booking.computeMs + booking.pauseMs;
+        // Done with the host's buffers now (as a device that moves them gives them back with its results).
+        for (const t of request.inputs) releasePooled(t.data);
         resolve({
           outputs: real.outputs,
           inferMs,
@@ -295,7 +298,10 @@ export class SimNcs2Device extends EventEmitter implements Device {
           },
         });
       };
-      this.pool.run(g.poolKey, request.inputs, request.outputs).then(
+      // A stick's runtime copies inputs over USB and the host keeps its buffer until the result: the
+      // compute pool gets views no pool owns, which it copies, so a run lost to an unplug can be retried.
+      const copied = request.inputs.map((t) => ({ ...t, data: unpooledView(t.data) }));
+      this.pool.run(g.poolKey, copied, request.outputs).then(
         (result) => {
           real = result;
           realAt = performance.now();
@@ -387,4 +393,10 @@ export class SimNcs2Device extends EventEmitter implements Device {
     await Promise.all(keys.map((k) => this.pool.unload(k)));
     await this.pool.release();
   }
+}
+
+/** A view of the same bytes that no memory pool owns (so a device copies it instead of moving the buffer). */
+function unpooledView<T extends ArrayBufferView>(data: T): T {
+  const View = data.constructor as new (buffer: ArrayBufferLike, byteOffset: number, length: number) => T;
+  return new View(data.buffer, data.byteOffset, data.byteLength / (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT);
 }

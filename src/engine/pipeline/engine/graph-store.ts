@@ -293,7 +293,7 @@ export class GraphStore {
   }
 
   handle(g: GraphEntry): GraphHandle {
-    return { id: g.id, name: g.name, info: g.info, ops: g.ops, ...this.status(g) };
+    return { id: g.id, name: g.name, info: g.info, ops: g.ops, ...this.status(g), loadedOn: [...g.load.loaded.keys()] };
   }
 
   /** See GraphState. */

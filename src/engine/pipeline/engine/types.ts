@@ -170,6 +170,8 @@ export interface GraphHandle {
   readonly state: GraphState;
   /** Why it failed, or which devices could not load it although it is ready elsewhere. */
   readonly stateReason?: string;
+  /** The devices it was loaded on when this handle was made. */
+  readonly loadedOn: readonly string[];
 }
 
 /** Emitted as 'thermal' when a device's thermal state changes. */
