@@ -177,12 +177,19 @@ describe('engine on the cpu device (worker threads)', function () {
     assert.equal(c.id, a.id);
     await engine.releaseGraph(c, { free: true });
     assert.equal(engine.graphCount(), 0);
-    // the cache is bounded: a third model evicts the least recently used one
+    // the cache bounds idle graphs: three held models stay loaded over a capacity of two, and
+    // releasing one lets it go (the least recently used idle one)
     const models = [1, 2, 3].map((seed) => buildMlp({ inputSize: 8, hidden: [4], outputSize: 2, seed }));
-    for (const m of models) await engine.loadGraph(m);
+    const held = [];
+    for (const m of models) held.push(await engine.loadGraph(m));
+    cache = engine.getStats().graphCache;
+    assert.equal(cache.size, 3, 'graphs in use are never evicted');
+    const evictionsBefore = cache.evictions;
+    await engine.releaseGraph(held[0]);
     cache = engine.getStats().graphCache;
     assert.equal(cache.size, 2);
-    assert.ok(cache.evictions >= 1);
+    assert.equal(cache.evictions, evictionsBefore + 1);
+    assert.equal(engine.graphCount(), 2, 'the released graph was evicted and freed');
   });
 
   it('refuses missing, unreadable and corrupt models with errors that say what arrived', async function () {
