@@ -39,7 +39,8 @@ declare const RED: {
     eachConfig(cb: (n: EditorNode) => void): void;
     dirty(d?: boolean): boolean;
   };
-  view: { importNodes(nodes: unknown[], options?: Record<string, unknown>): void; redraw(full?: boolean): void };
+  view: { importNodes(nodes: unknown[], options?: Record<string, unknown>): void; redraw(full?: boolean): void; state(): number };
+  state: { DEFAULT: number };
   editor: { validateNode(n: EditorNode): boolean };
   workspaces: { active(): string; add(): void };
 };
@@ -108,6 +109,23 @@ async function dialogProblems(page: Page): Promise<string[]> {
 }
 
 /** Clicks Deploy; fails on the confirmation dialog (invalid, unknown or unused nodes) and waits for success. */
+/**
+ * Imported nodes follow the mouse until a click puts them down, as after Import in the menu; only
+ * then is the workspace changed (and Deploy enabled). On a loaded host the first click can come
+ * before the editor attaches the nodes to the mouse, so click until they are down.
+ */
+async function putDownImport(page: Page): Promise<void> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    await page.mouse.move(600, 500);
+    await page.mouse.click(600, 500);
+    const placed = await page
+      .waitForFunction(() => RED.view.state() === RED.state.DEFAULT && RED.nodes.dirty(), undefined, { timeout: 1000 })
+      .then(() => true, () => false);
+    if (placed) return;
+  }
+  throw new Error(`the imported nodes were not put down: view state ${await page.evaluate(() => RED.view.state())}, dirty ${await page.evaluate(() => RED.nodes.dirty())}`);
+}
+
 async function deployWithoutWarning(page: Page): Promise<void> {
   const confirm = page.locator('#red-ui-deploy-dialog-confirm-deploy-deploy');
   const done = page.locator('.red-ui-notification', { hasText: 'Successfully deployed' });
@@ -159,9 +177,7 @@ describe('examples and fresh nodes in the Node-RED editor (headless Chromium)', 
         RED.view.importNodes(typeof flow === 'string' ? JSON.parse(flow) : flow, { addFlow: true });
         RED.view.redraw(true);
       }, { module: MODULE, name: example });
-      // Imported nodes follow the mouse until a click puts them down, as after Import in the menu.
-      await page.mouse.move(600, 500);
-      await page.mouse.click(600, 500);
+      await putDownImport(page);
       assert.deepEqual(await invalidNodes(page), [], `${example}: nodes flagged invalid`);
       assert.deepEqual(await dialogProblems(page), [], `${example}: dialogs`);
       await deployWithoutWarning(page).catch((err: Error) => {
@@ -210,7 +226,13 @@ describe('examples and fresh nodes in the Node-RED editor (headless Chromium)', 
     await addInferAndNewGraph(page);
     await page.locator('#node-config-input-btn-device-add').click();
     await page.locator('#node-config-input-queueCapacity').waitFor({ state: 'attached' });
-    const marked = async (): Promise<number> => page.locator('.red-ui-tray').last().locator('.input-error').count();
+    // The editor validates a dialog's fields as it fills them in; on a loaded host that can lag the
+    // tray opening, so a mark has a few seconds to clear before it counts.
+    const marked = async (): Promise<number> => {
+      const marks = page.locator('.red-ui-tray').last().locator('.input-error');
+      await marks.first().waitFor({ state: 'detached', timeout: 5000 }).catch(() => undefined);
+      return marks.count();
+    };
     assert.equal(await marked(), 0, 'the new device dialog marks a field wrong');
     await page.locator('.red-ui-tray').last().locator('#node-config-dialog-ok').click();
     await page.locator('#node-config-input-queueCapacity').waitFor({ state: 'detached' });
