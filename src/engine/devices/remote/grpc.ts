@@ -128,3 +128,19 @@ export function bearerMetadata(token: string | undefined, headers: Record<string
   if (token) metadata.set('authorization', `Bearer ${token}`);
   return metadata;
 }
+
+/** A GRPCInferenceService client on one channel: plaintext, or TLS trusting `ca` (system CAs without it). */
+export function createInferenceClient(target: string, tls: boolean, ca: Buffer | undefined, maxReceiveBytes: number): grpc.Client {
+  const Service = inferenceService();
+  return new Service(target, tls ? grpc.credentials.createSsl(ca ?? null) : grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': maxReceiveBytes });
+}
+
+/** One unary call with a deadline: the answer and the server's initial metadata, or the grpc.ServiceError. */
+export function callUnary<Res>(client: grpc.Client, method: string, request: object, metadata: grpc.Metadata, timeoutMs: number): Promise<{ response: Res; metadata: grpc.Metadata }> {
+  return new Promise((resolve, reject) => {
+    let received = new grpc.Metadata();
+    const fn = (client as unknown as Record<string, (req: object, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall>)[method];
+    const call = fn.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (err, response) => (err ? reject(err) : resolve({ response, metadata: received })));
+    call.on('metadata', (md: grpc.Metadata) => (received = md));
+  });
+}
