@@ -1,10 +1,12 @@
 import { strict as assert } from 'assert';
+import { execFileSync } from 'child_process';
 import { promises as fs } from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { CpuDevice, InferenceEngine, InputError, createDevice, type RemoteDevice, type TensorData } from '../../src/engine';
-import { MLP, MNIST, makeRepository, startServe, type ServerProcess } from './servers';
+import { MLP, MNIST, makeRepository, send, startServe, type ServerProcess } from './servers';
 
 /** The .proto as the package ships it (copied beside the compiled remote device). */
 const PROTO = path.resolve(__dirname, '../../src/engine/devices/remote/grpc_predict_v2.proto');
@@ -51,6 +53,10 @@ function floatsOf(raw: Uint8Array): Float32Array {
   const copy = new Float32Array(raw.byteLength / 4);
   new Uint8Array(copy.buffer).set(raw);
   return copy;
+}
+
+function infer(client: ReturnType<typeof protoClient>, batch: number): Promise<Record<string, unknown>> {
+  return client.call.ModelInfer({ model_name: 'mnist', inputs: [{ name: 'image', datatype: 'FP32', shape: [batch, 1, 28, 28] }], raw_input_contents: [bytesOf(mnistInput(batch))] });
 }
 
 async function assertStatus(promise: Promise<unknown>, code: grpc.status, words: RegExp): Promise<void> {
@@ -246,11 +252,92 @@ describe('ncs2 serve --grpc-port: the Open Inference Protocol gRPC API of a real
         await assert.rejects(engine.submit(g, mlpFeeds(1)), /cannot reach inference server http:\/\/127\.0\.0\.1:\d+ over gRPC \(UNAVAILABLE: .*\): is the server running with gRPC on this port, and is the url right\?/);
         assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
         assert.equal(device.stats().state, 'down');
+
+        // restarted on the same gRPC port: a probe finds it and it is back in use
+        const restarted = await startServe(['--models', repo, '--grpc-port', String(guarded.grpcPort), '--workers', '1'], { NCS2_SERVE_TOKEN: 'right-token-123' });
+        try {
+          const upBy = Date.now() + 5_000;
+          while (!device.available() && Date.now() < upBy) await new Promise((r) => setTimeout(r, 50));
+          assert.equal(device.stats().state, 'up', JSON.stringify(device.stats().down));
+          assertClose((await engine.submit(g, mlpFeeds(4))).outputs.output.data as Float32Array, expected.mlp);
+        } finally {
+          assert.equal(await restarted.stop(), 0, restarted.output());
+        }
       } finally {
         await engine.close();
       }
     } finally {
       await guarded.stop();
+    }
+  });
+
+  it('a full queue is RESOURCE_EXHAUSTED with the reason; the accepted calls are answered; simulated sticks say simulated (simulated sticks)', async () => {
+    const server = await startServe(['--models', repo, '--device', 'sim-ncs2', '--queue', '1', '--grpc-port', '0']);
+    const client = protoClient(server.grpcPort!);
+    try {
+      const settled = await Promise.allSettled(Array.from({ length: 40 }, () => infer(client, 16)));
+      const busy = settled.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+      const ok = settled.filter((r) => r.status === 'fulfilled');
+      assert.ok(busy.length > 0 && ok.length > 0, `OK: ${ok.length}, failed: ${busy.length}`);
+      for (const b of busy) {
+        assert.equal(grpc.status[(b.reason as grpc.ServiceError).code], 'RESOURCE_EXHAUSTED', String(b.reason));
+        assert.match((b.reason as grpc.ServiceError).details, /^server busy: rejected: queue of mnist\/1 is full \(1 waiting/);
+      }
+      const device = createDevice({ kind: 'remote', protocol: 'grpc', id: 'sim-server', url: `http://127.0.0.1:${server.grpcPort}`, model: 'mnist' }) as RemoteDevice;
+      const engine = new InferenceEngine({ devices: [device] });
+      await engine.loadGraph(MNIST);
+      assert.deepEqual([engine.getStats().simulated, engine.getStats().devices['sim-server'].simulated], [true, true]);
+      await engine.close();
+    } finally {
+      client.close();
+      assert.equal(await server.stop(), 0, server.output());
+    }
+  });
+
+  it('SIGTERM: the calls in flight are answered, then it exits 0 (simulated sticks)', async () => {
+    const server = await startServe(['--models', repo, '--device', 'sim-ncs2', '--grpc-port', '0']);
+    const client = protoClient(server.grpcPort!);
+    try {
+      const answered: number[] = [];
+      const calls = Array.from({ length: 24 }, () => infer(client, 16).then((a) => (answered.push(performance.now()), a)));
+      // in flight = in the server's engine: wait until all 24 were submitted there
+      for (;;) {
+        const metrics = (await send(`${server.url}/metrics`, 'GET')).body.toString();
+        if (/ncs2_tasks_submitted_total\{[^}]*graph="mnist\/1"[^}]*\} 24\b/.test(metrics)) break;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const signalledAt = performance.now();
+      server.proc.kill('SIGTERM');
+      const answers = await Promise.all(calls);
+      for (const a of answers) assert.deepEqual((a.outputs as Array<{ shape: number[] }>)[0].shape, [16, 10]);
+      assert.ok(answered.some((t) => t > signalledAt), 'no call was still in flight at SIGTERM: the test proved nothing');
+      assert.equal(await server.exited, 0, server.output());
+    } finally {
+      client.close();
+      await server.stop();
+    }
+  });
+
+  it('TLS: with the CA file the remote device works; without it the load fails with a TLS error that says what to give', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'ncs2-grpc-tls-'));
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=ncs2 test CA');
+    openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+    await fs.writeFile(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
+    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
+    const server = await startServe(['--models', repo, '--workers', '1', '--grpc-port', '0', '--tls-cert', path.join(dir, 'server.pem'), '--tls-key', path.join(dir, 'server.key')]);
+    try {
+      const url = `https://127.0.0.1:${server.grpcPort}`;
+      const untrusted = new InferenceEngine({ devices: [createDevice({ kind: 'remote', protocol: 'grpc', id: 'no-ca', url, model: 'mlp' })] });
+      await assert.rejects(untrusted.loadGraph(MLP), /TLS failure talking to inference server https:\/\/127\.0\.0\.1:\d+ over gRPC \(.+\); give the CA certificate that signed the server's certificate as caFile/);
+      await untrusted.close();
+      const trusted = new InferenceEngine({ devices: [createDevice({ kind: 'remote', protocol: 'grpc', id: 'ca', url, model: 'mlp', caFile: path.join(dir, 'ca.pem') })] });
+      const g = await trusted.loadGraph(MLP);
+      assert.deepEqual((await trusted.submit(g, mlpFeeds(4))).outputs.output.dims, [4, 8]);
+      await trusted.close();
+    } finally {
+      assert.equal(await server.stop(), 0, server.output());
+      await fs.rm(dir, { recursive: true, force: true });
     }
   });
 });

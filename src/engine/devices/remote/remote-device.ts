@@ -114,6 +114,7 @@ const FIRST_PROBE_MS = 250;
 const MAX_PROBE_MS = 2_000;
 const MAX_RESPONSE_BYTES = 512 * 1024 * 1024;
 const TLS_CODES = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
+const TLS_WORDS = /certificate|ssl|tls|handshake/i;
 
 export class RemoteDevice implements Device {
   readonly id: string;
@@ -265,7 +266,8 @@ export class RemoteDevice implements Device {
       return new GrpcFailure(`${this.where()} did not answer within ${timeoutMs} ms (timeoutMs)`, this.id, err.code, true);
     }
     if (err.code === grpc.status.UNAVAILABLE) {
-      if (TLS_CODES.test(words)) return new GrpcFailure(`TLS failure talking to ${this.where()} over gRPC (${words}); give the CA certificate that signed the server's certificate as caFile`, this.id, err.code, true);
+      // grpc-js keeps only the TLS error's text ("unable to verify the first certificate"), not its code
+      if (TLS_CODES.test(words) || TLS_WORDS.test(words)) return new GrpcFailure(`TLS failure talking to ${this.where()} over gRPC (${words}); give the CA certificate that signed the server's certificate as caFile`, this.id, err.code, true);
       return new GrpcFailure(`cannot reach ${this.where()} over gRPC (UNAVAILABLE: ${words}): is the server running with gRPC on this port, and is the url right?`, this.id, err.code, true);
     }
     if (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED) {
