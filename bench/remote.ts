@@ -6,8 +6,9 @@
  *    against the same engine shape with 1 member (the first of the 3 servers), on an MLP and on a
  *    MobileNetV2-class CNN; 8 requests in flight per member.
  * 2. The cost of going remote on the CPU: the CNN run locally (a CPU device in this process) against
- *    the same model behind `ncs2 serve --device cpu` on loopback (binary tensors); and the MLP at one
- *    request in flight, whose latency difference is the per-request overhead of the round trip.
+ *    the same model behind `ncs2 serve --device cpu --grpc-port 0` on loopback, over REST (binary
+ *    tensors) and over gRPC (raw tensors); and the MLP at one request in flight, whose latency
+ *    difference is the per-request overhead of the round trip.
  *
  * Configurations alternate round by round (paired: ABBA...), each reports its median over rounds.
  * Client and servers share this host's cores. Options (environment): BENCH_ROUNDS (default 3),
@@ -61,6 +62,8 @@ async function closedLoop(engine: InferenceEngine, graph: GraphHandle, model: Mo
 
 interface Server {
   url: string;
+  /** http://host:port of the gRPC API, when started with --grpc-port. */
+  grpcUrl?: string;
   proc: ChildProcess;
 }
 
@@ -72,7 +75,9 @@ function serve(repo: string, args: string[]): Promise<Server> {
     proc.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ url: m[1], proc });
+      // the gRPC line comes before the REST one
+      const grpcLine = /gRPC on (\S+)/.exec(out);
+      if (m) resolve({ url: m[1], grpcUrl: grpcLine ? `http://${grpcLine[1]}` : undefined, proc });
     });
   });
 }
@@ -104,8 +109,8 @@ function summary(c: Config) {
   return { inFlight: c.inFlight, perSecMedian: median(c.rounds.map((x) => x.perSec)), p50MsMedian: median(c.rounds.map((x) => x.p50Ms)), rounds: c.rounds };
 }
 
-function remote(id: string, url: string, model: ModelName): RemoteDevice {
-  return createDevice({ kind: 'remote', id, url, model, maxInFlight: IN_FLIGHT_PER_MEMBER }) as RemoteDevice;
+function remote(id: string, url: string, model: ModelName, protocol: 'rest' | 'grpc' = 'rest'): RemoteDevice {
+  return createDevice({ kind: 'remote', id, url, model, protocol, maxInFlight: IN_FLIGHT_PER_MEMBER }) as RemoteDevice;
 }
 
 async function main(): Promise<void> {
@@ -145,29 +150,38 @@ async function main(): Promise<void> {
     for (const s of sticks) s.proc.kill('SIGTERM');
 
     // 2. the cost of going remote on the CPU
-    const cpuServer = await serve(repo, ['--device', 'cpu']);
+    const cpuServer = await serve(repo, ['--device', 'cpu', '--grpc-port', '0']);
     servers.push(cpuServer);
-    const cost: Record<string, unknown> = { simulated: false, server: 'ncs2 serve --device cpu (default workers and threads)', local: 'CpuDevice with default workers and threads, in the client process' };
+    const cost: Record<string, unknown> = { simulated: false, server: 'ncs2 serve --device cpu --grpc-port 0 (default workers and threads)', local: 'CpuDevice with default workers and threads, in the client process' };
     for (const [model, inFlight] of [['cnn', 4], ['mlp', 1]] as const) {
-      const device = remote('cpu-server', cpuServer.url, model);
+      const rest = remote('cpu-server', cpuServer.url, model);
+      const grpc = remote('cpu-server-grpc', cpuServer.grpcUrl!, model, 'grpc');
       const local = await config('local', [new CpuDevice({ id: 'local' })], model, inFlight);
-      const far = await config('remote', [device], model, inFlight);
-      await paired(model, [local, far]);
+      const overRest = await config('remote', [rest], model, inFlight);
+      const overGrpc = await config('remote gRPC', [grpc], model, inFlight);
+      await paired(model, [local, overRest, overGrpc]);
       const a = summary(local);
-      const b = summary(far);
-      const s = device.stats();
-      cost[model] = {
-        model: MODELS[model].description,
-        local: a,
-        remote: b,
-        throughputRatio: b.perSecMedian / a.perSecMedian,
-        extraLatencyUsAtP50: (b.p50MsMedian - a.p50MsMedian) * 1000,
-        remoteRoundTripMsP50: s.roundTripMs.p50,
-        serverComputeMsP50: s.serverComputeMs?.p50 ?? null,
-        transport: s.transport,
+      const far = (c: Config, device: RemoteDevice) => {
+        const b = summary(c);
+        const s = device.stats();
+        return {
+          ...b,
+          throughputRatio: b.perSecMedian / a.perSecMedian,
+          extraLatencyUsAtP50: (b.p50MsMedian - a.p50MsMedian) * 1000,
+          remoteRoundTripMsP50: s.roundTripMs.p50,
+          serverComputeMsP50: s.serverComputeMs?.p50 ?? null,
+          transport: s.transport,
+        };
       };
-      console.log(`remote cost ${model} (${inFlight} in flight): local ${a.perSecMedian.toFixed(1)}/s p50 ${a.p50MsMedian.toFixed(3)} ms, remote ${b.perSecMedian.toFixed(1)}/s p50 ${b.p50MsMedian.toFixed(3)} ms; ratio ${(b.perSecMedian / a.perSecMedian).toFixed(2)}`);
-      await Promise.all([local.engine.close(), far.engine.close()]);
+      const b = far(overRest, rest);
+      const g = far(overGrpc, grpc);
+      cost[model] = { model: MODELS[model].description, local: a, remote: b, remoteGrpc: g };
+      console.log(
+        `remote cost ${model} (${inFlight} in flight): local ${a.perSecMedian.toFixed(1)}/s p50 ${a.p50MsMedian.toFixed(3)} ms, ` +
+          `remote REST ${b.perSecMedian.toFixed(1)}/s p50 ${b.p50MsMedian.toFixed(3)} ms (ratio ${b.throughputRatio.toFixed(2)}), ` +
+          `remote gRPC ${g.perSecMedian.toFixed(1)}/s p50 ${g.p50MsMedian.toFixed(3)} ms (ratio ${g.throughputRatio.toFixed(2)})`,
+      );
+      await Promise.all([local.engine.close(), overRest.engine.close(), overGrpc.engine.close()]);
     }
     result.costOfRemote = cost;
   } finally {

@@ -38,8 +38,17 @@ for (const name of fs.readdirSync(path.join(root, 'nodes'))) {
 }
 const locales = copyTree(path.join(root, 'nodes', 'locales'), path.join(target, 'locales'));
 const icons = copyTree(path.join(root, 'icons'), path.join(target, 'icons'));
+// The gRPC service definition, read at run time beside the compiled remote device (inside dist/src, so published).
+const protoDir = path.join('src', 'engine', 'devices', 'remote');
+let protos = 0;
+for (const name of fs.readdirSync(path.join(root, protoDir))) {
+  if (!name.endsWith('.proto')) continue;
+  fs.mkdirSync(path.join(root, 'dist', protoDir), { recursive: true });
+  fs.copyFileSync(path.join(root, protoDir, name), path.join(root, 'dist', protoDir, name));
+  protos++;
+}
 if (html === 0) {
   console.error('copy-assets: no nodes/*.html found; nothing for the editor');
   process.exit(1);
 }
-console.log(`copy-assets: ${html} editor file(s), ${locales} locale file(s), ${icons} icon(s) -> ${path.relative(root, target)}`);
+console.log(`copy-assets: ${html} editor file(s), ${locales} locale file(s), ${icons} icon(s) -> ${path.relative(root, target)}; ${protos} .proto file(s) -> dist/${protoDir}`);

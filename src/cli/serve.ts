@@ -1,12 +1,13 @@
 /**
  * `ncs2 serve`: this engine over the Open Inference Protocol (KServe v2) REST API, with Triton's
- * binary tensor data extension, so another box's engine (a `remote` device), Triton's and KServe's
- * clients can use its devices.
+ * binary tensor data extension, and optionally its gRPC API (@grpc/grpc-js), so another box's
+ * engine (a `remote` device), Triton's and KServe's clients can use its devices.
  *
  * node:http, no framework: the API is six routes, and the work a framework would do (routing,
  * JSON body parsing) must here be bounded and binary-aware anyway (a body is a JSON object followed
  * by raw tensor bytes, split at Inference-Header-Content-Length), so it is done by hand in one place.
  */
+import * as grpc from '@grpc/grpc-js';
 import * as http from 'http';
 import * as https from 'https';
 import { timingSafeEqual } from 'crypto';
@@ -15,6 +16,7 @@ import * as path from 'path';
 import { parseArgs } from 'util';
 import {
   COMPUTE_MS_PARAMETER,
+  COMPUTE_US_PARAMETER,
   DeadlineExceededError,
   EngineClosedError,
   INFERENCE_HEADER_LENGTH,
@@ -22,16 +24,25 @@ import {
   InputError,
   PrometheusExporter,
   QUEUE_MS_PARAMETER,
+  QUEUE_US_PARAMETER,
   QueueFullError,
+  SIMULATED_METADATA_KEY,
   assembleBody,
   createDevice,
+  decodeRawTensors,
   decodeTensors,
+  encodeRawTensor,
   encodeTensor,
+  inferenceService,
   splitBody,
   tensorMetadata,
   type DeviceSpec,
   type Feeds,
   type GraphHandle,
+  type GrpcInferRequest,
+  type GrpcInferResponse,
+  type TaskResult,
+  type TensorData,
   type InferRequestJson,
   type InferResponseJson,
   type ModelMetadata,
@@ -44,8 +55,10 @@ export interface ServeOptions {
   port?: number;
   /** Default 127.0.0.1; 0.0.0.0 serves other machines. */
   host?: string;
+  /** Also serve the gRPC API on this port (0 picks a free one; the bound one is in RunningServer.grpcPort). Default: no gRPC. */
+  grpcPort?: number;
   devices: DeviceSpec[];
-  /** Largest request body accepted (bytes); larger ones get 413. Default 64 MiB. */
+  /** Largest request body accepted (bytes); larger ones get 413 (gRPC: RESOURCE_EXHAUSTED). Default 64 MiB. */
   maxBodyBytes?: number;
   /** Requests being read or run at once; more get 503 before their body is read. Default 256. */
   maxRequests?: number;
@@ -61,6 +74,8 @@ export interface ServeOptions {
 export interface RunningServer {
   readonly url: string;
   readonly port: number;
+  /** The gRPC port, when grpcPort was given. */
+  readonly grpcPort?: number;
   readonly engine: InferenceEngine;
   /** Loaded models as name -> versions. */
   readonly models: Record<string, string[]>;
@@ -89,6 +104,25 @@ class HttpError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);
   }
+}
+
+const GRPC_CODE_OF_HTTP: Record<number, grpc.status> = {
+  400: grpc.status.INVALID_ARGUMENT,
+  401: grpc.status.UNAUTHENTICATED,
+  404: grpc.status.NOT_FOUND,
+  413: grpc.status.RESOURCE_EXHAUSTED,
+  503: grpc.status.UNAVAILABLE,
+};
+
+/** The status and words of a failed call, shared by REST and gRPC so both say the same thing. */
+function describeFailure(err: unknown): { status: number; grpcCode: grpc.status; message: string } {
+  const message = err instanceof Error ? err.message : String(err);
+  if (err instanceof HttpError) return { status: err.status, grpcCode: GRPC_CODE_OF_HTTP[err.status] ?? grpc.status.UNKNOWN, message };
+  if (err instanceof InputError) return { status: 400, grpcCode: grpc.status.INVALID_ARGUMENT, message };
+  if (err instanceof QueueFullError) return { status: 503, grpcCode: grpc.status.RESOURCE_EXHAUSTED, message: `server busy: ${message.split(';')[0]}; retry later, or add devices to this server` };
+  if (err instanceof EngineClosedError) return { status: 503, grpcCode: grpc.status.UNAVAILABLE, message };
+  if (err instanceof DeadlineExceededError) return { status: 504, grpcCode: grpc.status.DEADLINE_EXCEEDED, message };
+  return { status: 500, grpcCode: grpc.status.INTERNAL, message };
 }
 
 function bearerMatches(header: string | undefined, token: string): boolean {
@@ -184,24 +218,28 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     });
   }
 
-  async function infer(model: ServedModel, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const { json, binary } = splitBody(await readBody(req), req.headers[INFERENCE_HEADER_LENGTH]);
-    const request = json as InferRequestJson;
-    if (request.id !== undefined && typeof request.id !== 'string') throw new InputError(`"id" must be a string, got ${JSON.stringify(request.id)}`);
-    const inputs = decodeTensors(request.inputs, binary, 'input');
+  /** Runs decoded inputs on a model after checking the requested outputs (REST and gRPC). */
+  async function run(model: ServedModel, inputs: Array<TensorData & { name: string }>, requested: Array<{ name?: unknown }>): Promise<TaskResult> {
     const feeds: Feeds = {};
     for (const t of inputs) {
       if (feeds[t.name]) throw new InputError(`input '${t.name}' is given twice`);
       feeds[t.name] = { type: t.type, dims: t.dims, data: t.data };
     }
-    const info = model.graph.info;
-    const outputNames = info.outputs.map((o) => o.name);
-    const requested: NonNullable<InferRequestJson['outputs']> = request.outputs ?? outputNames.map((name) => ({ name }));
-    if (!Array.isArray(requested)) throw new InputError(`"outputs" must be an array of {name}, got ${JSON.stringify(requested).slice(0, 80)}`);
+    const outputNames = model.graph.info.outputs.map((o) => o.name);
     for (const o of requested) {
       if (typeof o?.name !== 'string' || !outputNames.includes(o.name)) throw new InputError(`unknown output ${JSON.stringify(o?.name)}; model '${model.name}' has outputs ${outputNames.map((n) => `'${n}'`).join(', ')}`);
     }
-    const result = await engine.submit(model.graph, feeds);
+    return engine.submit(model.graph, feeds);
+  }
+
+  async function infer(model: ServedModel, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const { json, binary } = splitBody(await readBody(req), req.headers[INFERENCE_HEADER_LENGTH]);
+    const request = json as InferRequestJson;
+    if (request.id !== undefined && typeof request.id !== 'string') throw new InputError(`"id" must be a string, got ${JSON.stringify(request.id)}`);
+    const inputs = decodeTensors(request.inputs, binary, 'input');
+    const requested: NonNullable<InferRequestJson['outputs']> = request.outputs ?? model.graph.info.outputs.map((o) => ({ name: o.name }));
+    if (!Array.isArray(requested)) throw new InputError(`"outputs" must be an array of {name}, got ${JSON.stringify(requested).slice(0, 80)}`);
+    const result = await run(model, inputs, requested);
     const allBinary = request.parameters?.binary_data_output === true;
     const binaryOut: Uint8Array[] = [];
     const response: InferResponseJson = {
@@ -228,17 +266,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   }
 
   function sendError(res: http.ServerResponse, err: unknown): void {
-    let status = 500;
-    let message = err instanceof Error ? err.message : String(err);
+    const { status, message } = describeFailure(err);
     const extra: http.OutgoingHttpHeaders = {};
-    if (err instanceof HttpError) status = err.status;
-    else if (err instanceof InputError) status = 400;
-    else if (err instanceof QueueFullError) {
-      status = 503;
-      message = `server busy: ${message.split(';')[0]}; retry later, or add devices to this server`;
-      extra['retry-after'] = '1';
-    } else if (err instanceof EngineClosedError) status = 503;
-    else if (err instanceof DeadlineExceededError) status = 504;
+    if (err instanceof QueueFullError) extra['retry-after'] = '1';
     // a body left unread (413, busy) cannot be followed by another request on this connection
     if (status === 413 || status === 503) extra.connection = 'close';
     if (res.headersSent) {
@@ -301,6 +331,81 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     sendJson(res, 200, metadata(model));
   }
 
+  /**
+   * A gRPC method: counted with the REST requests against maxRequests and the drain on shutdown;
+   * a failure answers with the gRPC status of what went wrong and the same words REST gives.
+   */
+  function unary<Req, Res>(needsToken: boolean, answer: (request: Req) => Res | Promise<Res>, metadata?: () => grpc.Metadata): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      if (draining) return callback({ code: grpc.status.UNAVAILABLE, details: 'server is shutting down; send this request to another server' });
+      if (inProgress >= maxRequests) return callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: `server busy: ${inProgress} requests in progress (limit ${maxRequests}); retry later` });
+      if (needsToken && options.token !== undefined && !bearerMatches(call.metadata.get('authorization')[0]?.toString(), options.token)) {
+        return callback({ code: grpc.status.UNAUTHENTICATED, details: 'this server needs a bearer token (metadata authorization: Bearer <token>) for models and inference; the one sent is missing or wrong' });
+      }
+      inProgress++;
+      if (metadata) call.sendMetadata(metadata());
+      Promise.resolve()
+        .then(() => answer(call.request))
+        .then(
+          (response) => callback(null, response),
+          (err: unknown) => {
+            const { grpcCode, message } = describeFailure(err);
+            callback({ code: grpcCode, details: message });
+          },
+        )
+        .finally(() => {
+          inProgress--;
+          if (inProgress === 0) drained?.();
+        });
+    };
+  }
+
+  function grpcHandlers(): grpc.UntypedServiceImplementation {
+    // the spec's empty version string: the server's choice
+    const model = (name: string, version: string) => findModel(name, version === '' ? undefined : version);
+    return {
+      ServerLive: unary(false, () => ({ live: !draining })),
+      ServerReady: unary(false, () => ({ ready: !draining })),
+      ModelReady: unary(false, (r: { name: string; version: string }) => {
+        try {
+          model(r.name, r.version);
+          return { ready: !draining };
+        } catch {
+          return { ready: false };
+        }
+      }),
+      ServerMetadata: unary(
+        false,
+        () => ({ name: SERVER_NAME, version: serverVersion, extensions: [] }),
+        // ncs2-simulated (ours, as REST's ncs2_simulated): a remote device says simulated when the sticks are
+        () => {
+          const m = new grpc.Metadata();
+          m.set(SIMULATED_METADATA_KEY, String(simulated));
+          return m;
+        },
+      ),
+      ModelMetadata: unary(true, (r: { name: string; version: string }) => metadata(model(r.name, r.version))),
+      ModelInfer: unary(true, async (request: GrpcInferRequest): Promise<GrpcInferResponse> => {
+        const served = model(request.model_name, request.model_version ?? '');
+        const inputs = decodeRawTensors(request.inputs, request.raw_input_contents ?? [], 'input');
+        const requested = request.outputs?.length ? request.outputs : served.graph.info.outputs.map((o) => ({ name: o.name }));
+        const result = await run(served, inputs, requested);
+        const encoded = requested.map((o) => encodeRawTensor(o.name, result.outputs[o.name]));
+        return {
+          model_name: served.name,
+          model_version: served.version,
+          id: request.id ?? '',
+          parameters: {
+            [COMPUTE_US_PARAMETER]: { int64_param: Math.round(result.timings.inferMs * 1000) },
+            [QUEUE_US_PARAMETER]: { int64_param: Math.round((result.timings.queueMs + result.timings.deviceQueueMs) * 1000) },
+          },
+          outputs: encoded.map((e) => e.tensor),
+          raw_output_contents: encoded.map((e) => e.raw),
+        };
+      }),
+    };
+  }
+
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     if (draining) return sendError(res, new HttpError(503, 'server is shutting down; send this request to another server'));
     if (inProgress >= maxRequests) return sendError(res, new HttpError(503, `server busy: ${inProgress} requests in progress (limit ${maxRequests}); retry later`));
@@ -331,7 +436,26 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     });
   });
   const address = server.address() as { port: number; address: string };
-  const url = `${options.tls ? 'https' : 'http'}://${address.address.includes(':') ? `[${address.address}]` : address.address}:${address.port}`;
+  const hostPart = address.address.includes(':') ? `[${address.address}]` : address.address;
+  const url = `${options.tls ? 'https' : 'http'}://${hostPart}:${address.port}`;
+  let grpcServer: grpc.Server | undefined;
+  let grpcPort: number | undefined;
+  if (options.grpcPort !== undefined) {
+    grpcServer = new grpc.Server({ 'grpc.max_receive_message_length': maxBodyBytes });
+    grpcServer.addService(inferenceService().service, grpcHandlers());
+    const credentials = options.tls
+      ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: await fs.readFile(options.tls.certFile), private_key: await fs.readFile(options.tls.keyFile) }], false)
+      : grpc.ServerCredentials.createInsecure();
+    const bound = grpcServer;
+    try {
+      grpcPort = await new Promise<number>((resolve, reject) => bound.bindAsync(`${hostPart}:${options.grpcPort}`, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+    } catch (err) {
+      server.close();
+      await engine.close();
+      throw new Error(`cannot serve gRPC on ${hostPart}:${options.grpcPort}: ${(err as Error).message}`, { cause: err });
+    }
+    log(`ncs2 serve: gRPC on ${hostPart}:${grpcPort}${options.tls ? ' (TLS)' : ''}`);
+  }
   log(`ncs2 serve: listening on ${url} (models: ${repository.map((e) => `${e.name}/${e.version}`).join(', ')}; devices: ${engine.listDevices().map((d) => `${d.id}${d.info.simulated ? ' [simulated]' : ''}`).join(', ')})`);
 
   let closing: Promise<void> | undefined;
@@ -339,26 +463,30 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     (closing ??= (async () => {
       draining = true;
       const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      // gRPC: refuses new calls and answers the ones in flight
+      const grpcStopped = grpcServer ? new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve())) : Promise.resolve();
       server.closeIdleConnections();
       if (inProgress > 0) await new Promise<void>((resolve) => (drained = resolve));
       server.closeAllConnections();
-      await stopped;
+      await Promise.all([stopped, grpcStopped]);
       exporter.detach();
       await engine.close();
     })());
 
   const models = Object.fromEntries([...served].map(([name, versions]) => [name, versions.map((v) => v.version)]));
-  return { url, port: address.port, engine, models, close };
+  return { url, port: address.port, grpcPort, engine, models, close };
 }
 
 const USAGE = `usage: ncs2 serve --models <dir> [options]
 
 Serves the models of a model repository (<name>/<version>/model.onnx) over the Open Inference
-Protocol (KServe v2) REST API with Triton's binary tensor data extension, and Prometheus on /metrics.
+Protocol (KServe v2) REST API with Triton's binary tensor data extension (and its gRPC API with
+--grpc-port), and Prometheus on /metrics.
 
   --models <dir>        model repository (required)
   --port <n>            TCP port (default 8000; 0 picks a free one)
   --host <addr>         address to listen on (default 127.0.0.1; 0.0.0.0 for other machines)
+  --grpc-port <n>       also serve the gRPC API on this port (0 picks a free one; default: REST only)
   --device <kind>       cpu or sim-ncs2 (simulated sticks) (default cpu)
   --devices <n>         CPU devices or simulated sticks (default 1)
   --usb <2|3>           USB generation of simulated sticks (default 3)
@@ -398,6 +526,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       models: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
+      'grpc-port': { type: 'string' },
       device: { type: 'string', default: 'cpu' },
       devices: { type: 'string' },
       usb: { type: 'string', default: '3' },
@@ -421,6 +550,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     modelRepository: values.models,
     port: positive('port', values.port, 8000, true),
     host: values.host,
+    grpcPort: positive('grpc-port', values['grpc-port'], undefined, true),
     devices: serveDevices(values.device!, positive('devices', values.devices, 1)!, values.usb!, positive('workers', values.workers, undefined), positive('threads', values.threads, undefined)),
     queueCapacity: positive('queue', values.queue, undefined),
     maxRequests: positive('max-requests', values['max-requests'], undefined),

@@ -55,6 +55,8 @@ export async function makeRepository(): Promise<string> {
 export interface ServerProcess {
   url: string;
   port: number;
+  /** With --grpc-port: the bound gRPC port (printed before the REST address). */
+  grpcPort?: number;
   proc: ChildProcess;
   output(): string;
   /** Resolves with the exit code (or the signal that ended it). */
@@ -74,9 +76,11 @@ export function startServe(args: string[], env: NodeJS.ProcessEnv = {}): Promise
       const m = /listening on (https?:\/\/127\.0\.0\.1:(\d+))/.exec(out);
       if (!m) return;
       clearTimeout(timer);
+      const grpcLine = /gRPC on 127\.0\.0\.1:(\d+)/.exec(out);
       const server: ServerProcess = {
         url: m[1],
         port: Number(m[2]),
+        grpcPort: grpcLine ? Number(grpcLine[1]) : undefined,
         proc,
         output: () => out,
         exited,

@@ -1,2 +1,3 @@
 export { RemoteDevice, type RemoteDeviceSpec, type RemoteDeviceStats } from './remote-device';
 export * from './protocol';
+export * from './grpc';

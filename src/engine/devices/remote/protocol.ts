@@ -94,7 +94,7 @@ export function tensorMetadata(name: string, type: TensorType, dims: ReadonlyArr
 /** Largest tensor either side accepts in elements: keeps a hostile shape from sizing an allocation. */
 const MAX_ELEMENTS = 2 ** 31 - 1;
 
-function checkShape(shape: unknown, what: string): number[] {
+export function checkShape(shape: unknown, what: string): number[] {
   if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || (d as number) < 0)) {
     throw new InputError(`${what}: "shape" must be an array of non-negative integers, got ${JSON.stringify(shape)?.slice(0, 80)}`);
   }
@@ -104,7 +104,7 @@ function checkShape(shape: unknown, what: string): number[] {
 }
 
 /** Copies binary tensor bytes into a fresh, aligned typed array (a Buffer slice may sit at any offset). */
-function fromBytes(type: TensorType, bytes: Uint8Array, count: number): TypedArray {
+export function fromBytes(type: TensorType, bytes: Uint8Array, count: number): TypedArray {
   const Ctor = typedArrayCtor(type);
   const out = new Ctor(count);
   new Uint8Array(out.buffer, out.byteOffset, out.byteLength).set(bytes);

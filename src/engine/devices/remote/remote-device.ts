@@ -1,6 +1,6 @@
 /**
  * A device that is another machine's inference server, spoken to over the Open Inference Protocol
- * REST API (Triton, OVMS, KServe, MLServer, or another box's `ncs2 serve`).
+ * REST or gRPC API (Triton, OVMS, KServe, MLServer, or another box's `ncs2 serve`).
  *
  * The engine reads a graph's inputs and outputs from the ONNX bytes it loads, so a remote member
  * is given the same local model file: load() checks that the server's model metadata matches it
@@ -10,6 +10,7 @@
  * node:http/https and not fetch: Node 20's fetch (undici) takes a CA file only through undici's
  * own Agent, which is not a dependency here; an https.Agent takes `ca` directly.
  */
+import * as grpc from '@grpc/grpc-js';
 import * as http from 'http';
 import * as https from 'https';
 import { readFileSync } from 'fs';
@@ -33,12 +34,26 @@ import {
   type ModelMetadata,
   type WireTensor,
 } from './protocol';
+import {
+  COMPUTE_US_PARAMETER,
+  QUEUE_US_PARAMETER,
+  SIMULATED_METADATA_KEY,
+  bearerMetadata,
+  callUnary,
+  createInferenceClient,
+  decodeRawTensors,
+  encodeRawTensor,
+  fromGrpcParameters,
+  type GrpcInferResponse,
+} from './grpc';
 
 export interface RemoteDeviceSpec {
   kind: 'remote';
   id?: string;
-  /** The server's base URL, http(s)://host:port (the /v2 paths are added). */
+  /** The server's base URL, http(s)://host:port (REST: the /v2 paths are added; gRPC: https means TLS). */
   url: string;
+  /** The protocol's REST API (default) or its gRPC API (tensors as raw_input_contents). */
+  protocol?: 'rest' | 'grpc';
   /** The model's name on the server. */
   model: string;
   /** The model version; default: the one the server chooses. */
@@ -68,7 +83,8 @@ export interface RemoteDeviceStats {
   state: 'up' | 'down';
   /** Why the endpoint is down, and when it is probed next. */
   down: { since: string; reason: string; nextProbeMs: number } | null;
-  transport: 'binary' | 'json';
+  /** grpc: raw tensor bytes over gRPC. */
+  transport: 'binary' | 'json' | 'grpc';
   requests: number;
   failed: number;
   timeouts: number;
@@ -77,6 +93,7 @@ export interface RemoteDeviceStats {
   /** The server's own compute time, when it reports one (`ncs2 serve` does: ncs2_compute_ms); null otherwise. */
   serverComputeMs: LatencySummary | null;
   serverQueueMs: LatencySummary | null;
+  /** REST: whole bodies; gRPC: the tensors' raw bytes (message framing not counted). */
   bytesSent: number;
   bytesReceived: number;
 }
@@ -97,6 +114,7 @@ const FIRST_PROBE_MS = 250;
 const MAX_PROBE_MS = 2_000;
 const MAX_RESPONSE_BYTES = 512 * 1024 * 1024;
 const TLS_CODES = /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER/;
+const TLS_WORDS = /certificate|ssl|tls|handshake/i;
 
 export class RemoteDevice implements Device {
   readonly id: string;
@@ -110,6 +128,8 @@ export class RemoteDevice implements Device {
   private readonly timeoutMs: number;
   private readonly agent: http.Agent;
   private readonly headers: Record<string, string>;
+  /** Set for protocol 'grpc': the channel to the server, and the call metadata (the token). */
+  private readonly grpc?: { client: grpc.Client; metadata: grpc.Metadata };
   private readonly graphs = new Map<string, RemoteGraph>();
   private binary: boolean;
   private down?: { since: number; reason: string; backoffMs: number; timer?: NodeJS.Timeout };
@@ -148,6 +168,13 @@ export class RemoteDevice implements Device {
     this.agent = url.protocol === 'https:' ? new https.Agent({ keepAlive: true, maxSockets: this.maxInFlight, ca }) : new http.Agent({ keepAlive: true, maxSockets: this.maxInFlight });
     this.headers = { ...(spec.headers ?? {}) };
     if (spec.token) this.headers.authorization = `Bearer ${spec.token}`;
+    const protocol = spec.protocol ?? 'rest';
+    if (protocol !== 'rest' && protocol !== 'grpc') throw new InputError(`remote device: protocol must be 'rest' or 'grpc', got ${JSON.stringify(spec.protocol)}`);
+    if (protocol === 'grpc') {
+      if (url.pathname !== '/' || url.search) throw new InputError(`remote device: a gRPC url is http(s)://host:port with no path, got '${url.origin}${url.pathname}'`);
+      const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+      this.grpc = { client: createInferenceClient(`${url.hostname}:${port}`, url.protocol === 'https:', ca, MAX_RESPONSE_BYTES), metadata: bearerMetadata(spec.token, spec.headers) };
+    }
     this.id = spec.id ?? `remote-${url.host}-${spec.model}`;
     this.info = {
       name: `${spec.model}${spec.version ? ` v${spec.version}` : ''} at ${this.origin}`,
@@ -219,6 +246,88 @@ export class RemoteDevice implements Device {
     return new DeviceError(`${this.where()} refused the credentials (HTTP ${reply.status}): check the token or headers of this remote device`, this.id);
   }
 
+  // ---------------------------------------------------------------- gRPC
+
+  /** A gRPC call with this device's deadline and metadata; a failure is a GrpcFailure. */
+  private async call<Res>(method: string, request: object, timeoutMs = this.timeoutMs): Promise<{ response: Res; metadata: grpc.Metadata }> {
+    try {
+      return await callUnary<Res>(this.grpc!.client, method, request, this.grpc!.metadata, timeoutMs);
+    } catch (err) {
+      throw this.grpcFailure(err as grpc.ServiceError, timeoutMs);
+    }
+  }
+
+  /** A failed gRPC call in words a person can act on, and whether it says the endpoint is gone. */
+  private grpcFailure(err: grpc.ServiceError, timeoutMs: number): GrpcFailure {
+    const code = grpc.status[err.code] ?? String(err.code);
+    const words = err.details || err.message;
+    if (err.code === grpc.status.DEADLINE_EXCEEDED) {
+      this.counts.timeouts++;
+      return new GrpcFailure(`${this.where()} did not answer within ${timeoutMs} ms (timeoutMs)`, this.id, err.code, true);
+    }
+    if (err.code === grpc.status.UNAVAILABLE) {
+      // grpc-js keeps only the TLS error's text ("unable to verify the first certificate"), not its code
+      if (TLS_CODES.test(words) || TLS_WORDS.test(words)) return new GrpcFailure(`TLS failure talking to ${this.where()} over gRPC (${words}); give the CA certificate that signed the server's certificate as caFile`, this.id, err.code, true);
+      return new GrpcFailure(`cannot reach ${this.where()} over gRPC (UNAVAILABLE: ${words}): is the server running with gRPC on this port, and is the url right?`, this.id, err.code, true);
+    }
+    if (err.code === grpc.status.UNAUTHENTICATED || err.code === grpc.status.PERMISSION_DENIED) {
+      return new GrpcFailure(`${this.where()} refused the credentials (gRPC ${code}): check the token or headers of this remote device`, this.id, err.code, false);
+    }
+    return new GrpcFailure(`${this.where()} answered gRPC ${code}: ${words}`, this.id, err.code, err.code === grpc.status.NOT_FOUND, words);
+  }
+
+  private async loadGrpc(model: string): Promise<ModelMetadata> {
+    const version = this.spec.version ?? '';
+    if (!(await this.call<{ live: boolean }>('ServerLive', {})).response.live) throw new ModelLoadError(`${this.where()} is not live (gRPC ServerLive answered false)`);
+    if (!(await this.call<{ ready: boolean }>('ServerReady', {})).response.ready) throw new ModelLoadError(`${this.where()} is live but not ready (gRPC ServerReady answered false)`);
+    if (!(await this.call<{ ready: boolean }>('ModelReady', { name: this.spec.model, version })).response.ready) {
+      throw new ModelLoadError(`${model} is not ready on ${this.where()} (gRPC ModelReady answered false); check the name and version it serves`);
+    }
+    const server = await this.call('ServerMetadata', {});
+    if (server.metadata.get(SIMULATED_METADATA_KEY)[0] === 'true') this.info.simulated = true;
+    return (await this.call<ModelMetadata>('ModelMetadata', { name: this.spec.model, version })).response;
+  }
+
+  private async runGrpc(request: RunRequest, graph: RemoteGraph): Promise<{ outputs: Record<string, TensorData>; parameters: InferResponseJson['parameters'] }> {
+    const encoded = request.inputs.map((t) => encodeRawTensor(t.name, t));
+    const raw = encoded.map((e) => e.raw);
+    this.counts.bytesSent += raw.reduce((n, r) => n + r.byteLength, 0);
+    let response: GrpcInferResponse;
+    try {
+      response = (await this.call<GrpcInferResponse>('ModelInfer', {
+        model_name: this.spec.model,
+        model_version: this.spec.version ?? '',
+        inputs: encoded.map((e) => e.tensor),
+        outputs: graph.outputNames.map((name) => ({ name })),
+        raw_input_contents: raw,
+      })).response;
+    } catch (err) {
+      const failure = err as GrpcFailure;
+      if (failure.grpcCode === grpc.status.INVALID_ARGUMENT) {
+        throw new InputError(`${this.where()} refused the request for model '${this.spec.model}' (gRPC INVALID_ARGUMENT): ${failure.words}`);
+      }
+      if (failure.grpcCode === grpc.status.NOT_FOUND) {
+        this.markDown(`model '${this.spec.model}' is not there (gRPC NOT_FOUND: ${failure.words})`);
+        throw new DeviceError(`${this.where()} does not serve model '${this.spec.model}' any more (gRPC NOT_FOUND: ${failure.words})`, this.id);
+      }
+      if (failure.endpointGone) this.markDown(failure.message);
+      throw new DeviceError(failure.message, this.id);
+    }
+    this.counts.bytesReceived += response.raw_output_contents.reduce((n, r) => n + r.byteLength, 0);
+    let outputs: Record<string, TensorData>;
+    try {
+      outputs = this.complete(decodeRawTensors(response.outputs, response.raw_output_contents, 'output'), graph);
+    } catch (err) {
+      throw new DeviceError(`${this.where()} sent an answer that does not follow the protocol: ${(err as Error).message}`, this.id);
+    }
+    const received = fromGrpcParameters(response.parameters);
+    const parameters: InferResponseJson['parameters'] = {};
+    // microseconds on the wire (gRPC parameters hold no floats), ms in the statistics
+    if (typeof received[COMPUTE_US_PARAMETER] === 'number') parameters[COMPUTE_MS_PARAMETER] = received[COMPUTE_US_PARAMETER] / 1000;
+    if (typeof received[QUEUE_US_PARAMETER] === 'number') parameters[QUEUE_MS_PARAMETER] = received[QUEUE_US_PARAMETER] / 1000;
+    return { outputs, parameters };
+  }
+
   // ---------------------------------------------------------------- load
 
   private async get(path: string): Promise<Reply> {
@@ -232,6 +341,10 @@ export class RemoteDevice implements Device {
     if (this.closed) throw new DeviceError(`remote device ${this.id} is closed`, this.id);
     const model = `model '${this.spec.model}'${this.spec.version ? ` version ${this.spec.version}` : ''}`;
     try {
+      if (this.grpc) {
+        const metadata = await this.loadGrpc(model);
+        return this.loaded(request, metadata, model);
+      }
       if ((await this.get('/v2/health/live')).status !== 200) throw new ModelLoadError(`${this.where()} is not live (GET /v2/health/live did not answer 200)`);
       if ((await this.get('/v2/health/ready')).status !== 200) throw new ModelLoadError(`${this.where()} is live but not ready (GET /v2/health/ready did not answer 200)`);
       const ready = await this.get(`${this.modelPath}/ready`);
@@ -242,17 +355,25 @@ export class RemoteDevice implements Device {
       if (meta.ncs2_simulated === true) this.info.simulated = true;
       const reply = await this.get(this.modelPath);
       if (reply.status !== 200) throw new ModelLoadError(`${this.where()} gave no metadata for ${model} (HTTP ${reply.status}: ${RemoteDevice.serverWords(reply)})`);
-      const metadata = parseJson(reply.body) as ModelMetadata;
-      const local = readModelInfo(typeof request.model === 'string' ? readFileSync(request.model) : request.model);
-      checkMetadata(local, metadata, `${model} on ${this.where()}`);
-      const outputNames = local.outputs.map((o) => o.name);
-      this.graphs.set(request.key, { outputNames });
-      this.markUp();
-      return { key: request.key, inputNames: local.inputs.map((i) => i.name), outputNames, executionProvider: `remote ${this.origin} (${this.binary ? 'binary' : 'JSON'} tensors)` };
+      return this.loaded(request, parseJson(reply.body) as ModelMetadata, model);
     } catch (err) {
       if (err instanceof DeviceError || err instanceof ModelLoadError) throw new ModelLoadError(err.message);
       throw err;
     }
+  }
+
+  /** The server's model metadata checked against the local file: the graph is ready to run. */
+  private loaded(request: LoadRequest, metadata: ModelMetadata, model: string): DeviceGraph {
+    const local = readModelInfo(typeof request.model === 'string' ? readFileSync(request.model) : request.model);
+    checkMetadata(local, metadata, `${model} on ${this.where()}`);
+    const outputNames = local.outputs.map((o) => o.name);
+    this.graphs.set(request.key, { outputNames });
+    this.markUp();
+    return { key: request.key, inputNames: local.inputs.map((i) => i.name), outputNames, executionProvider: `remote ${this.origin} (${this.transport()})` };
+  }
+
+  private transport(): string {
+    return this.grpc ? 'gRPC, raw tensors' : `${this.binary ? 'binary' : 'JSON'} tensors`;
   }
 
   async unload(key: string): Promise<void> {
@@ -266,6 +387,18 @@ export class RemoteDevice implements Device {
     const graph = this.graphs.get(request.graphKey);
     if (!graph) throw new DeviceError(`remote device ${this.id} has not loaded this graph`, this.id);
     if (this.down) throw new DeviceError(`${this.where()} is down since ${new Date(this.down.since).toISOString()} (${this.down.reason}); probing it every ${this.down.backoffMs} ms`, this.id);
+    if (this.grpc) {
+      this.counts.requests++;
+      const started = performance.now();
+      let answer: Awaited<ReturnType<RemoteDevice['runGrpc']>>;
+      try {
+        answer = await this.runGrpc(request, graph);
+      } catch (err) {
+        this.counts.failed++;
+        throw err;
+      }
+      return this.answered(request, performance.now() - started, answer.outputs, answer.parameters);
+    }
     const binary: Uint8Array[] = [];
     const json: InferRequestJson = {
       inputs: request.inputs.map((t) => encodeTensor(t.name, t, this.binary, binary)),
@@ -296,14 +429,25 @@ export class RemoteDevice implements Device {
     try {
       const { json: response, binary: tail } = splitBody(reply.body, reply.headers[INFERENCE_HEADER_LENGTH]);
       parameters = (response as InferResponseJson).parameters;
-      outputs = {};
-      for (const t of decodeTensors((response as InferResponseJson).outputs, tail, 'output')) outputs[t.name] = { type: t.type, dims: t.dims, data: t.data };
-      const missing = graph.outputNames.filter((n) => !outputs[n]);
-      if (missing.length) throw new Error(`outputs ${missing.join(', ')} are missing`);
+      outputs = this.complete(decodeTensors((response as InferResponseJson).outputs, tail, 'output'), graph);
     } catch (err) {
       this.counts.failed++;
       throw new DeviceError(`${this.where()} sent an answer that does not follow the protocol: ${(err as Error).message}`, this.id);
     }
+    return this.answered(request, roundTripMs, outputs, parameters);
+  }
+
+  /** The decoded outputs by name; every output the graph has must be there. */
+  private complete(decoded: Array<TensorData & { name: string }>, graph: RemoteGraph): Record<string, TensorData> {
+    const outputs: Record<string, TensorData> = {};
+    for (const t of decoded) outputs[t.name] = { type: t.type, dims: t.dims, data: t.data };
+    const missing = graph.outputNames.filter((n) => !outputs[n]);
+    if (missing.length) throw new Error(`outputs ${missing.join(', ')} are missing`);
+    return outputs;
+  }
+
+  /** A successful run: the statistics, and the outputs for the engine. */
+  private answered(request: RunRequest, roundTripMs: number, outputs: Record<string, TensorData>, parameters: InferResponseJson['parameters']): RunResult {
     // the inputs stayed here (nothing moved to a worker): pooled ones go home now, not on failure,
     // when the engine still needs them to retry on another device
     for (const t of request.inputs) releasePooled(t.data);
@@ -358,6 +502,11 @@ export class RemoteDevice implements Device {
     const down = this.down;
     if (!down || this.closed) return;
     try {
+      if (this.grpc) {
+        const ready = await this.call<{ ready: boolean }>('ModelReady', { name: this.spec.model, version: this.spec.version ?? '' }, Math.min(this.timeoutMs, MAX_PROBE_MS));
+        if (ready.response.ready) return this.markUp();
+        throw new Error('gRPC ModelReady answered false');
+      }
       const ready = await this.request('GET', `${this.modelPath}/ready`, undefined, {}, Math.min(this.timeoutMs, MAX_PROBE_MS));
       if (ready.status === 200) {
         this.markUp();
@@ -382,7 +531,7 @@ export class RemoteDevice implements Device {
       version: this.spec.version ?? null,
       state: d ? 'down' : 'up',
       down: d ? { since: new Date(d.since).toISOString(), reason: d.reason, nextProbeMs: d.backoffMs } : null,
-      transport: this.binary ? 'binary' : 'json',
+      transport: this.grpc ? 'grpc' : this.binary ? 'binary' : 'json',
       ...this.counts,
       roundTripMs: this.roundTrip.summary(),
       serverComputeMs: this.serverCompute.summary().count ? this.serverCompute.summary() : null,
@@ -403,6 +552,14 @@ export class RemoteDevice implements Device {
     this.markUp();
     this.graphs.clear();
     this.agent.destroy();
+    this.grpc?.client.close();
+  }
+}
+
+/** A failed gRPC call: its status code, the server's words, and whether the endpoint should be taken out. */
+class GrpcFailure extends DeviceError {
+  constructor(message: string, deviceId: string, readonly grpcCode: grpc.status, readonly endpointGone: boolean, readonly words = message) {
+    super(message, deviceId);
   }
 }
 
