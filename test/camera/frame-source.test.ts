@@ -62,9 +62,11 @@ describe('camera: frame source over ffmpeg (real streams)', function () {
     const { source: s, got, statuses } = source({ id: 'file', url: video, fps: 5, realtime: false, queueSize: 2 });
     await s.start((f) => void got.push(f));
     await waitFor(() => s.status.state === 'ended', 20_000, 'the file to end');
-    // 3 s at 5 fps; ffmpeg's fps filter may keep one frame more or less at the ends
-    assert.ok(got.length >= 14 && got.length <= 16, `${got.length} frames`);
+    // 3 s at 5 fps; ffmpeg's fps filter may keep one frame more or less at the ends. Frames that
+    // came while two waited are dropped (drop-oldest): on a loaded host that can be one or two.
+    assert.ok(s.counts.received >= 14 && s.counts.received <= 16, `${s.counts.received} frames from ffmpeg`);
     assert.strictEqual(s.counts.received, got.length + s.counts.dropped);
+    assert.ok(s.counts.dropped <= 2, `${s.counts.dropped} dropped with an instant handler`);
     for (const f of got) {
       assert.strictEqual(f.jpeg[0], 0xff);
       assert.strictEqual(f.camera.id, 'file');
