@@ -2,7 +2,7 @@
  * ncs2-infer: runs msg.payload (an image, a tensor or an array of them) through the graph of its
  * ncs2-graph config node and replaces msg.payload with the result.
  */
-import { InferController } from './lib/infer-controller';
+import { InferController, type InferControllerOptions } from './lib/infer-controller';
 import { trackInferNode } from './lib/infer-counters';
 import { parseInferSettings, type InferSettings } from './lib/settings';
 import type { NodeAPI, NodeDef, RedNode } from './lib/red';
@@ -11,6 +11,15 @@ import { wrapError } from './lib/wrap-error';
 import { serveEditorScript } from './lib/editor-script';
 
 type InferNodeDef = NodeDef & Record<string, unknown> & { graph?: string; split?: boolean | string };
+
+type HandedOver = Parameters<NonNullable<InferControllerOptions['handOver']>>[0];
+
+/**
+ * Messages of restarted ncs2-infer nodes, by node id, until the node's next instance takes them.
+ * Node-RED stops every node of a redeploy before it starts the new ones, so results that finish
+ * while the old instance closes have no downstream node to go to yet.
+ */
+const handedOver = new Map<string, HandedOver[]>();
 
 export = function register(RED: NodeAPI): void {
   serveEditorScript(RED);
@@ -34,6 +43,21 @@ export = function register(RED: NodeAPI): void {
       // node.error(err, msg) is what done(err) does for the input message: Catch nodes get the item's own message.
       itemError: (err, msg) => this.error(err, msg),
       status: (status) => this.status(status),
+      handOver: (message) => {
+        let list = handedOver.get(def.id);
+        if (!list) {
+          const created: HandedOver[] = [];
+          handedOver.set(def.id, created);
+          // A node stopped without coming back (its flow disabled) never takes them: say so, keep nothing.
+          RED.events?.once('flows:started', () => {
+            if (handedOver.get(def.id) !== created) return;
+            handedOver.delete(def.id);
+            RED.log.warn(`ncs2-infer ${def.name || def.id} did not start again after the deploy; ${created.length} of its messages were discarded`);
+          });
+          list = created;
+        }
+        list.push(message);
+      },
       warn: (message) => this.warn(message),
       words: {
         loading: RED._('ncs2-infer.status.loading'),
@@ -53,6 +77,25 @@ export = function register(RED: NodeAPI): void {
       });
     });
     controller.start();
+    takeOver(RED, this, handedOver, def.id);
   }
   RED.nodes.registerType('ncs2-infer', Ncs2InferNode);
 };
+
+/**
+ * The previous instance's messages, sent and run once the deploy has started every node (the
+ * downstream ones included). Taken now, so that nothing another instance hands over is lost.
+ */
+function takeOver(RED: NodeAPI, node: RedNode, store: Map<string, HandedOver[]>, id: string): void {
+  const messages = store.get(id);
+  if (!messages) return;
+  store.delete(id);
+  const deliver = () => {
+    for (const m of messages) {
+      if ('result' in m) node.send(m.result);
+      else node.receive(m.input);
+    }
+  };
+  if (RED.events) RED.events.once('flows:started', deliver);
+  else setImmediate(deliver);
+}
