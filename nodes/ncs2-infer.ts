@@ -23,6 +23,7 @@ const handedOver = new Map<string, HandedOver[]>();
 
 export = function register(RED: NodeAPI): void {
   serveEditorScript(RED);
+  discardOnShutdown(RED);
   function Ncs2InferNode(this: RedNode, def: InferNodeDef): void {
     RED.nodes.createNode(this, def);
     const graphNode = def.graph ? (RED.nodes.getNode(def.graph) as GraphConfigNode | null) : null;
@@ -81,6 +82,21 @@ export = function register(RED: NodeAPI): void {
   }
   RED.nodes.registerType('ncs2-infer', Ncs2InferNode);
 };
+
+const watchedRuntimes = new WeakSet<object>();
+
+/**
+ * Stopping the flows without a deploy (shutdown, a test helper's unload) starts no next instance:
+ * what was handed over goes, so that a later, unrelated flow with the same node id does not send it.
+ */
+function discardOnShutdown(RED: NodeAPI): void {
+  const events = RED.events;
+  if (!events || watchedRuntimes.has(events)) return;
+  watchedRuntimes.add(events);
+  events.on('runtime-event', (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
+    if (event?.id === 'runtime-state' && event.payload?.state === 'stop' && !event.payload.deploy) handedOver.clear();
+  });
+}
 
 /**
  * The previous instance's messages, sent and run once the deploy has started every node (the

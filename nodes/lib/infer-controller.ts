@@ -240,7 +240,7 @@ export class InferController implements GraphUser {
       // messages gathered for the graph before a reload go to it now, not after it may be let go
       this.gatherer?.gatherer.flushAll();
       const gatherer = new TensorGatherer<Pending>(graph.engine, graph.setup, (p, outcome) => {
-        this.conclude(p, outcome);
+        this.conclude(graph, p, outcome);
         this.settled(1);
       });
       this.gatherer = { graph, gatherer };
@@ -248,10 +248,10 @@ export class InferController implements GraphUser {
     return this.gatherer.gatherer;
   }
 
-  private conclude(p: Pending, outcome: InferenceOutcome | Error): void {
+  private conclude(graph: LoadedGraph, p: Pending, outcome: InferenceOutcome | Error): void {
     if (outcome instanceof Error) {
       if (isPolicyDrop(outcome)) this.drop(p);
-      else this.fail(p, outcome);
+      else if (!this.retriedLater(graph, p)) this.fail(p, outcome);
       return;
     }
     p.msg.payload = outcome.payload;
@@ -290,8 +290,18 @@ export class InferController implements GraphUser {
       this.answer(p);
     } catch (err) {
       if (isPolicyDrop(err)) this.drop(p);
-      else this.fail(p, err as Error);
+      else if (!this.retriedLater(graph, p)) this.fail(p, err as Error);
     }
+  }
+
+  /**
+   * A message that failed because its graph was freed under it (its graph config removed in the
+   * same redeploy) while this node closes for a restart: the next instance runs it on its graph.
+   */
+  private retriedLater(graph: LoadedGraph, p: Pending): boolean {
+    if (!this.handingOver || graph.engine.getGraph(graph.graphId)) return false;
+    this.handOverInput(p);
+    return true;
   }
 
   /**

@@ -2,7 +2,8 @@
  * Full redeploys while messages flow, on a real Node-RED runtime: every message that reached the
  * ncs2-infer node must end in one output or one error, and no error may carry engine wording (a
  * redeploy once failed a message with "graph ... is not loaded (load it with loadGraph first)").
- * Function nodes count what goes into ncs2-infer, what comes out and what a Catch node sees, in
+ * Some redeploys replace the graph config, so the old graph is freed while messages are in
+ * flight. Function nodes count what goes into ncs2-infer, what comes out and what a Catch node sees, in
  * global context, which outlives redeploys.
  */
 import { strict as assert } from 'assert';
@@ -32,7 +33,7 @@ const countInto = (key: string) => `global.set('${key}', (global.get('${key}') |
  * The example's graph and device configs and its file-in and ncs2-infer nodes, fed by a 50 msg/s
  * inject, with counters around ncs2-infer and a reporter that sends the counts to a debug node.
  */
-function loadFlow(repeat: string, inferName: string): FlowNode[] {
+function loadFlow(repeat: string, inferName: string, graphId?: string): FlowNode[] {
   const example = JSON.parse(fs.readFileSync(EXAMPLE, 'utf8')) as FlowNode[];
   const tab = example.find((n) => n.type === 'tab')!;
   const graph = example.find((n) => n.type === 'ncs2-graph')!;
@@ -40,14 +41,16 @@ function loadFlow(repeat: string, inferName: string): FlowNode[] {
   const fileIn = example.find((n) => n.type === 'file in')!;
   const infer = example.find((n) => n.type === 'ncs2-infer')!;
   const z = tab.id;
+  // A new graph config id removes the old one: its graph is freed at once, with messages in flight.
+  const graphConfig = graphId ? { ...graph, id: graphId } : graph;
   return [
     tab,
-    graph,
+    graphConfig,
     device,
     { id: 'load0inject', type: 'inject', z, name: 'load', props: [{ p: 'filename', v: SAMPLE, vt: 'str' }], repeat, once: true, onceDelay: 0.1, topic: '', wires: [[fileIn.id]] },
     { ...fileIn, wires: [['load0countin']] },
     { id: 'load0countin', type: 'function', z, name: 'count in', func: `${countInto('in')}\nreturn msg;`, outputs: 1, wires: [[infer.id]] },
-    { ...infer, name: inferName, wires: [['load0countout']] },
+    { ...infer, name: inferName, graph: graphConfig.id, wires: [['load0countout']] },
     { id: 'load0countout', type: 'function', z, name: 'count out', func: `${countInto('out')}\nreturn null;`, outputs: 1, wires: [] },
     { id: 'load0catch', type: 'catch', z, name: '', scope: [infer.id], uncaught: false, wires: [['load0counterr']] },
     {
@@ -100,8 +103,10 @@ describe('full redeploys under a 50 msg/s flow on a real Node-RED runtime', func
     await red.deploy(loadFlow(REPEAT_S, 'mnist 0'), debug, 'full');
     await new Promise((resolve) => setTimeout(resolve, BETWEEN_MS));
     for (let i = 1; i <= REDEPLOYS; i++) {
-      // A changed property: Node-RED restarts the node, as an edit in the editor followed by Deploy does.
-      await red.deploy(loadFlow(REPEAT_S, `mnist ${i}`), debug, 'full');
+      // A changed property: Node-RED restarts the node, as an edit in the editor followed by Deploy
+      // does; every 4th redeploy, and the one after it, also replaces the graph config (a new id), which
+      // frees the old graph at once.
+      await red.deploy(loadFlow(REPEAT_S, `mnist ${i}`, i % 4 === 0 ? `load0graph${i}` : undefined), debug, 'full');
       await new Promise((resolve) => setTimeout(resolve, BETWEEN_MS));
     }
     // Stop the source (the inject without a repeat) and let what is in flight drain.
