@@ -15,11 +15,27 @@ type InferNodeDef = NodeDef & Record<string, unknown> & { graph?: string; split?
 type HandedOver = Parameters<NonNullable<InferControllerOptions['handOver']>>[0];
 
 /**
- * Messages of restarted ncs2-infer nodes, by node id, until the node's next instance takes them.
- * Node-RED stops every node of a redeploy before it starts the new ones, so results that finish
- * while the old instance closes have no downstream node to go to yet.
+ * What a restarted ncs2-infer node hands to its next instance, by node id. Node-RED stops every
+ * node of a redeploy before it starts the new ones, so results that finish while the old instance
+ * closes have no downstream node to go to yet. A message can still reach the old instance after
+ * the new one exists (an upstream node finishing late): the mailbox then passes it straight on.
  */
-const handedOver = new Map<string, HandedOver[]>();
+interface Mailbox {
+  waiting: HandedOver[];
+  /** The next instance, once created; it takes messages once the deploy has started every node. */
+  receiver?: RedNode;
+  ready: boolean;
+}
+const mailboxes = new Map<string, Mailbox>();
+
+function deliver(box: Mailbox): void {
+  if (!box.receiver || !box.ready) return;
+  const node = box.receiver;
+  for (const m of box.waiting.splice(0)) {
+    if ('result' in m) node.send(m.result);
+    else node.receive(m.input);
+  }
+}
 
 export = function register(RED: NodeAPI): void {
   serveEditorScript(RED);
@@ -45,19 +61,21 @@ export = function register(RED: NodeAPI): void {
       itemError: (err, msg) => this.error(err, msg),
       status: (status) => this.status(status),
       handOver: (message) => {
-        let list = handedOver.get(def.id);
-        if (!list) {
-          const created: HandedOver[] = [];
-          handedOver.set(def.id, created);
+        let box = mailboxes.get(def.id);
+        // The box this instance took over from its predecessor is done with: its own close starts a new one.
+        if (!box || box.receiver === this) {
+          const created: Mailbox = { waiting: [], ready: false };
+          mailboxes.set(def.id, created);
           // A node stopped without coming back (its flow disabled) never takes them: say so, keep nothing.
           RED.events?.once('flows:started', () => {
-            if (handedOver.get(def.id) !== created) return;
-            handedOver.delete(def.id);
-            RED.log.warn(`ncs2-infer ${def.name || def.id} did not start again after the deploy; ${created.length} of its messages were discarded`);
+            if (mailboxes.get(def.id) !== created || created.receiver) return;
+            mailboxes.delete(def.id);
+            RED.log.warn(`ncs2-infer ${def.name || def.id} did not start again after the deploy; ${created.waiting.length} of its messages were discarded`);
           });
-          list = created;
+          box = created;
         }
-        list.push(message);
+        box.waiting.push(message);
+        deliver(box);
       },
       warn: (message) => this.warn(message),
       words: {
@@ -78,7 +96,7 @@ export = function register(RED: NodeAPI): void {
       });
     });
     controller.start();
-    takeOver(RED, this, handedOver, def.id);
+    takeOver(RED, this, def.id);
   }
   RED.nodes.registerType('ncs2-infer', Ncs2InferNode);
 };
@@ -94,24 +112,25 @@ function discardOnShutdown(RED: NodeAPI): void {
   if (!events || watchedRuntimes.has(events)) return;
   watchedRuntimes.add(events);
   events.on('runtime-event', (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
-    if (event?.id === 'runtime-state' && event.payload?.state === 'stop' && !event.payload.deploy) handedOver.clear();
+    if (event?.id === 'runtime-state' && event.payload?.state === 'stop' && !event.payload.deploy) mailboxes.clear();
   });
 }
 
 /**
  * The previous instance's messages, sent and run once the deploy has started every node (the
- * downstream ones included). Taken now, so that nothing another instance hands over is lost.
+ * downstream ones included), and any it hands over later while this instance runs.
  */
-function takeOver(RED: NodeAPI, node: RedNode, store: Map<string, HandedOver[]>, id: string): void {
-  const messages = store.get(id);
-  if (!messages) return;
-  store.delete(id);
-  const deliver = () => {
-    for (const m of messages) {
-      if ('result' in m) node.send(m.result);
-      else node.receive(m.input);
-    }
+function takeOver(RED: NodeAPI, node: RedNode, id: string): void {
+  const box = mailboxes.get(id);
+  if (!box) return;
+  box.receiver = node;
+  const start = () => {
+    box.ready = true;
+    deliver(box);
   };
-  if (RED.events) RED.events.once('flows:started', deliver);
-  else setImmediate(deliver);
+  if (RED.events) RED.events.once('flows:started', start);
+  else setImmediate(start);
+  node.on('close', () => {
+    if (mailboxes.get(id) === box) mailboxes.delete(id);
+  });
 }
