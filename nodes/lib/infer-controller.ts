@@ -36,6 +36,13 @@ export interface InferControllerOptions {
   backpressure?: Backpressure;
   /** Annotated image and/or crops of the result's boxes (detection presets), per item with split. */
   extras?: ResultExtras;
+  /**
+   * Takes the messages of a node that is being restarted (closed, not removed): results that
+   * finish after close began, and inputs it did not run. A redeploy stops the downstream nodes
+   * together with this one, so a result sent by the old instance would reach no one; the node's
+   * next instance sends the results and runs the inputs.
+   */
+  handOver?(message: { result: NodeMessage } | { input: NodeMessage }): void;
 }
 
 export interface Backpressure {
@@ -68,6 +75,8 @@ export class InferController implements GraphUser {
   private gatherer: { graph: LoadedGraph; gatherer: TensorGatherer<Pending> } | undefined;
   private idle: (() => void) | undefined;
   private closed = false;
+  /** Closing for a restart with a hand-over: results and new inputs go to the next instance. */
+  private handingOver = false;
   private readonly counts = { received: 0, answered: 0, failed: 0, dropped: 0, rejected: 0 };
 
   constructor(private readonly options: InferControllerOptions) {
@@ -128,6 +137,10 @@ export class InferController implements GraphUser {
   onInput(msg: NodeMessage, send: SendFunction, done: DoneFunction): void {
     const pending: Pending = { msg, send, done, arrivedAt: performance.now() };
     this.counts.received++;
+    if (this.handingOver) {
+      this.handOverInput(pending);
+      return;
+    }
     if (this.closed) {
       this.fail(pending, new Error('ncs2-infer is stopping; the message was not processed'));
       return;
@@ -170,6 +183,18 @@ export class InferController implements GraphUser {
       if (!next) return;
       this.run(this.state.graph, next, performance.now() - next.arrivedAt);
     }
+  }
+
+  /** Sends a result, or hands it to the node's next instance while closing for a restart. */
+  private emit(p: Pending, msg: NodeMessage): void {
+    if (this.handingOver) this.options.handOver!({ result: msg });
+    else p.send(msg);
+  }
+
+  /** The next instance runs it; for this instance the message has ended (counted as answered). */
+  private handOverInput(p: Pending): void {
+    this.options.handOver!({ input: p.msg });
+    this.answer(p);
   }
 
   private answer(p: Pending): void {
@@ -215,7 +240,7 @@ export class InferController implements GraphUser {
       // messages gathered for the graph before a reload go to it now, not after it may be let go
       this.gatherer?.gatherer.flushAll();
       const gatherer = new TensorGatherer<Pending>(graph.engine, graph.setup, (p, outcome) => {
-        this.conclude(p, outcome);
+        this.conclude(graph, p, outcome);
         this.settled(1);
       });
       this.gatherer = { graph, gatherer };
@@ -223,17 +248,17 @@ export class InferController implements GraphUser {
     return this.gatherer.gatherer;
   }
 
-  private conclude(p: Pending, outcome: InferenceOutcome | Error): void {
+  private conclude(graph: LoadedGraph, p: Pending, outcome: InferenceOutcome | Error): void {
     if (outcome instanceof Error) {
       if (isPolicyDrop(outcome)) this.drop(p);
-      else this.fail(p, outcome);
+      else if (!this.retriedLater(graph, p)) this.fail(p, outcome);
       return;
     }
     p.msg.payload = outcome.payload;
     p.msg.inference = outcome.inference;
     try {
       this.meter.completed();
-      p.send(p.msg);
+      this.emit(p, p.msg);
       this.answer(p);
     } catch (err) {
       // as in complete(): a throw here must not leave the other messages of the group unanswered
@@ -261,12 +286,22 @@ export class InferController implements GraphUser {
       p.msg.inference = outcome.inference;
       if (this.options.extras && !empty) await applyResultExtras(this.options.extras, p.msg, input);
       this.meter.completed();
-      p.send(p.msg);
+      this.emit(p, p.msg);
       this.answer(p);
     } catch (err) {
       if (isPolicyDrop(err)) this.drop(p);
-      else this.fail(p, err as Error);
+      else if (!this.retriedLater(graph, p)) this.fail(p, err as Error);
     }
+  }
+
+  /**
+   * A message that failed because its graph was freed under it (its graph config removed in the
+   * same redeploy) while this node closes for a restart: the next instance runs it on its graph.
+   */
+  private retriedLater(graph: LoadedGraph, p: Pending): boolean {
+    if (!this.handingOver || graph.engine.getGraph(graph.graphId)) return false;
+    this.handOverInput(p);
+    return true;
   }
 
   /**
@@ -288,7 +323,7 @@ export class InferController implements GraphUser {
           item.msg.inference = outcome.inference;
           if (this.options.extras) await applyResultExtras(this.options.extras, item.msg, item.payload);
           this.meter.completed();
-          p.send(item.msg);
+          this.emit(p, item.msg);
         } catch (err) {
           if (isPolicyDrop(err)) {
             this.meter.dropped();
@@ -313,18 +348,24 @@ export class InferController implements GraphUser {
   }
 
   /**
-   * Stops taking messages, ends those still waiting for the model with done(err), leaves the graph
-   * (freeing it when `removed`) and resolves once the messages already in the engine have ended.
-   * Messages gathering for a batch go to the engine first: the graph is let go only once they ran.
+   * Stops taking messages and ends those still waiting for the model: handed to the next instance
+   * on a restart (with handOver), otherwise with done(err). Resolves once the messages already in
+   * the engine have ended, then leaves the graph (freeing it when `removed`). Messages gathering
+   * for a batch go to the engine first.
    */
   async close(removed: boolean): Promise<void> {
     this.closed = true;
+    this.handingOver = !removed && this.options.handOver !== undefined;
     this.meter.stop();
     const why = this.state.state === 'ready' ? 'the message reached the model' : 'the model finished loading';
-    for (const p of this.waiting.takeAll()) this.fail(p, new Error(`ncs2-infer stopped before ${why}; the message was not processed`));
+    for (const p of this.waiting.takeAll()) {
+      if (this.handingOver) this.handOverInput(p);
+      else this.fail(p, new Error(`ncs2-infer stopped before ${why}; the message was not processed`));
+    }
     this.gatherer?.gatherer.flushAll();
-    const drained = this.inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.idle = resolve));
-    const released = this.options.graph instanceof Error ? Promise.resolve() : this.options.graph.deregister(this, removed);
-    await Promise.all([drained, released]);
+    // The graph is held until every message given to it has ended: one released while a message
+    // is between preprocessing and submit would fail that message.
+    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+    if (!(this.options.graph instanceof Error)) await this.options.graph.deregister(this, removed);
   }
 }

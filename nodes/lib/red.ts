@@ -38,6 +38,9 @@ export interface RedNode extends EventEmitter {
   warn(message: unknown): void;
   error(error: unknown, msg?: NodeMessage): void;
   debug(message: unknown): void;
+  send(msg: NodeMessage): void;
+  /** Delivers a message to this node's input, as a wire from another node does. */
+  receive(msg: NodeMessage): void;
 }
 
 export interface AdminRequest {
@@ -64,4 +67,6 @@ export interface NodeAPI {
   settings: { userDir?: string; [name: string]: unknown };
   log: { warn(message: unknown): void; info(message: unknown): void; debug(message: unknown): void };
   _(key: string, substitutions?: Record<string, unknown>): string;
+  /** The runtime's events ('flows:started' after a deploy); absent in some test helpers. */
+  events?: EventEmitter;
 }

@@ -247,7 +247,7 @@ export class InferenceEngine extends EventEmitter<EngineEvents> {
       };
       if (this.closed) return refuse(new EngineClosedError());
       const g = this.graphs.get(typeof graph === 'string' ? graph : graph.id);
-      if (!g) return refuse(new InputError(`graph ${typeof graph === 'string' ? graph : graph.id} is not loaded (load it with loadGraph first)`));
+      if (!g) return refuse(new InputError(`the model was unloaded (the flow was redeployed or the graph config removed): graph ${typeof graph === 'string' ? graph : graph.id} is no longer loaded`));
       let batchSize: number;
       try {
         batchSize = validateFeeds(g.info, feeds);
