@@ -10,6 +10,9 @@ import type { InferMessageCounts } from './infer-counters';
 import { applyResultExtras, type ResultExtras } from './result-extras';
 import { wrapError } from './wrap-error';
 
+/** How long a restarting node still takes messages that were on a wire when the deploy began. */
+const WIRE_GRACE_MS = 25;
+
 interface Pending {
   msg: NodeMessage;
   send: SendFunction;
@@ -366,6 +369,10 @@ export class InferController implements GraphUser {
     // The graph is held until every message given to it has ended: one released while a message
     // is between preprocessing and submit would fail that message.
     if (this.inFlight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
+    // Node-RED delivers a message on a wire a turn after it is sent, and drops it once this node's
+    // close has resolved: an upstream node that sent just before it stopped would lose it. A short
+    // wait on a restart lets such messages arrive, and they are handed over like the others.
+    if (this.handingOver) await new Promise<void>((resolve) => setTimeout(resolve, WIRE_GRACE_MS));
     if (!(this.options.graph instanceof Error)) await this.options.graph.deregister(this, removed);
   }
 }
