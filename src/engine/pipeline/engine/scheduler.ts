@@ -111,10 +111,11 @@ export class Scheduler {
     let best: Device | undefined;
     let bestCost = Infinity;
     let coolFull = false;
-    const passOverDown = this.anyAvailable(task);
+    // Looked up only when a device is down: this runs for every submission.
+    let passOverDown: boolean | undefined;
     for (const device of this.devices.values()) {
       if (!this.eligible(task, device)) continue;
-      if (passOverDown && device.available?.() === false) continue;
+      if (device.available?.() === false && (passOverDown ??= this.anyAvailable(task))) continue;
       const share = this.devices.thermalShare(device.id);
       if (share === 0) continue; // paused at its critical temperature
       // full devices first, without a cost: this runs for every submission while they are full
